@@ -9,10 +9,11 @@ sampled) and a high learning rate, in four arms:
     no_filter          pre-clip only
     reinforce_pp       neither (Reinforce++ with PPO clipping)
 
-Per step it records loss, max |log-ratio|, response length, reward and accuracy on the rollouts
-(`r1_reward/result`), and counts non-finite losses. Writes JSON, a PNG and a markdown table.
+Per step it records loss, the gradient norm before clipping, max |log-ratio|, response length,
+reward and accuracy on the rollouts (`r1_reward/result`), and counts non-finite losses. Writes
+JSON, a PNG and a markdown table.
 
-    python -m benchmarks.stability [--seeds 0 1] [--steps 30] [--learning-rate 3e-3]
+    python -m benchmarks.stability [--seeds 0 1] [--steps 30] [--learning-rate 3e-3] [--max-grad-norm 1.0]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ ARMS = {
     "no_filter": dict(pre_clip=True, advantage_filter=False),
     "reinforce_pp": dict(pre_clip=False, advantage_filter=False),
 }
-CURVES = ("loss", "stable_reinforce/log_ratio_max_abs", "completions/mean_length", "reward", "r1_reward/result")
+CURVES = ("loss", "grad_norm", "stable_reinforce/log_ratio_max_abs", "completions/mean_length", "reward", "r1_reward/result")
 
 
 def run_arm(model_dir: Path, arm: str, seed: int, args: argparse.Namespace, out: Path) -> list[dict]:
@@ -53,7 +54,7 @@ def run_arm(model_dir: Path, arm: str, seed: int, args: argparse.Namespace, out:
         temperature=1.0,
         learning_rate=args.learning_rate,
         lr_scheduler_type="constant",
-        max_grad_norm=1.0,
+        max_grad_norm=args.max_grad_norm,
         max_steps=args.steps,
         gradient_checkpointing=False,
         logging_steps=1,
@@ -83,6 +84,7 @@ def summarize_arm(runs: list[list[dict]]) -> dict:
         tail = max(1, len(results) // 4)
         return {
             "max_abs_loss": max(finite) if finite else float("inf"),
+            "max_grad_norm": max((e.get("grad_norm", 0.0) for e in run), default=0.0),
             "nonfinite_loss_steps": sum(not math.isfinite(x) for x in losses),
             "max_log_ratio": max(e.get("stable_reinforce/log_ratio_max_abs", 0.0) for e in run),
             "length_change_pct": 100 * (statistics.mean(lengths[-tail:]) / lengths[0] - 1) if lengths else None,
@@ -97,16 +99,17 @@ def summarize_arm(runs: list[list[dict]]) -> dict:
 def markdown(summary: dict, settings: dict) -> str:
     lines = [
         f"Stress: lr {settings['learning_rate']}, num_iterations {settings['num_iterations']}, "
-        f"steps_per_generation {settings['steps_per_generation']}, {settings['steps']} steps, seeds {settings['seeds']} "
+        f"steps_per_generation {settings['steps_per_generation']}, max_grad_norm {settings['max_grad_norm']}, "
+        f"{settings['steps']} steps, seeds {settings['seeds']} "
         "(median over seeds; accuracy = rollouts judged right, first step -> mean of the last quarter).",
         "",
-        "| arm | max \\|loss\\| | non-finite loss steps | max \\|log-ratio\\| | length change | accuracy |",
-        "|---|---|---|---|---|---|",
+        "| arm | max \\|loss\\| | max grad norm | non-finite loss steps | max \\|log-ratio\\| | length change | accuracy |",
+        "|---|---|---|---|---|---|---|",
     ]
     for arm, s in summary.items():
         length = "n/a" if s["length_change_pct"] is None else f"{s['length_change_pct']:+.0f}%"
         lines.append(
-            f"| {arm} | {s['max_abs_loss']:.3g} | {s['nonfinite_loss_steps']:g} | {s['max_log_ratio']:.3g} | "
+            f"| {arm} | {s['max_abs_loss']:.3g} | {s['max_grad_norm']:.3g} | {s['nonfinite_loss_steps']:g} | {s['max_log_ratio']:.3g} | "
             f"{length} | {s['accuracy_first']:.2f} -> {s['accuracy_last']:.2f} |"
         )
     return "\n".join(lines) + "\n"
@@ -127,7 +130,7 @@ def plot(curves: dict, path: Path) -> None:
                     ax.plot(*zip(*points), color=f"C{i}", alpha=0.8, label=arm if j == 0 else None)
         ax.set_title(key.split("/")[-1])
         ax.set_xlabel("step")
-        if key in ("loss", "stable_reinforce/log_ratio_max_abs"):
+        if key in ("loss", "grad_norm", "stable_reinforce/log_ratio_max_abs"):
             ax.set_yscale("symlog")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -142,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--num-iterations", type=int, default=4)
     parser.add_argument("--steps-per-generation", type=int, default=4)
+    parser.add_argument("--max-grad-norm", type=float, default=1.0, help="the paper's 1.0; 0 turns clipping off")
     parser.add_argument("--max-completion-length", type=int, default=64)
     parser.add_argument("--sft-pairs", type=int, default=512)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))

@@ -109,7 +109,20 @@ def test_bad_difficulty_is_refused():
     with pytest.raises(ValueError, match="difficulty must be one of"):
         make_synthetic_pairs(2, difficulty="impossible")
     with pytest.raises(ValueError, match="one object per grid cell"):
-        SyntheticDifficulty(max_count=6, distractors=4)
+        SyntheticDifficulty(tasks=("count",), max_count=6, distractors=4)
+    with pytest.raises(ValueError, match="one object per grid cell"):
+        SyntheticDifficulty(grid=1, distractors=1)
+    with pytest.raises(ValueError, match="3 for the position task"):
+        SyntheticDifficulty(tasks=("position",), grid=1)
+
+
+def test_grid_one_draws_a_single_object_that_fills_the_image():
+    pairs = make_synthetic_pairs(30, seed=0, difficulty="easy")
+    for pair in pairs:
+        image = pair.images[0]
+        coloured = sum(p != (255, 255, 255) for p in image.getdata())
+        assert coloured > 0.3 * image.size[0] * image.size[1]  # every image token sees the object
+        assert _dominant_colour(image) == pair.chosen.split()[-1].rstrip(".")
 
 
 def test_judge_dataset_from_in_memory_pairs_round_trips_images():

@@ -32,17 +32,19 @@ NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 # Grid cells (row, col) that name a position without ambiguity: "left" is never also "top".
 POSITIONS = {"left": (1, 0), "right": (1, 2), "top": (0, 1), "bottom": (2, 1), "center": (1, 1)}
 TASKS = ("colour", "shape", "count", "position")
-CELLS = [(r, c) for r in range(3) for c in range(3)]
 
 
 @dataclass(frozen=True)
 class SyntheticDifficulty:
     """The knobs: how many colours/shapes are in play, how many distractor objects share the image,
-    how far the wrong answer is from the truth, and how large the image is.
+    how far the wrong answer is from the truth, and how the image is laid out.
 
     - `lures`: the wrong answer names something that *is* in the image (a distractor's colour or
       shape, a count off by one), so spotting a colour is not enough: it must be bound to the shape.
     - `image_size`: pixels per side (the tiny model's processor caps images at 112).
+    - `grid`: the image is a grid x grid board with at most one object per cell. `grid=1` draws one
+      large object that every image token sees; it is what a 2-layer model can learn to ground in
+      minutes on a CPU. The position task needs the 3x3 board.
     """
 
     tasks: tuple[str, ...] = ("colour",)
@@ -52,20 +54,26 @@ class SyntheticDifficulty:
     distractors: int = 0
     lures: bool = False
     image_size: int = 56
+    grid: int = 3
 
     def __post_init__(self):
         if not set(self.tasks) <= set(TASKS) or not self.tasks:
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
         if not 2 <= self.colours <= len(COLOURS) or not 2 <= self.shapes <= len(SHAPES):
             raise ValueError(f"colours in 2..{len(COLOURS)} and shapes in 2..{len(SHAPES)} required")
-        if not 2 <= self.max_count <= 6 or self.max_count + self.distractors > len(CELLS):
-            raise ValueError("max_count in 2..6 and max_count + distractors <= 9 (one object per grid cell)")
+        if self.grid not in (1, 2, 3) or ("position" in self.tasks and self.grid != 3):
+            raise ValueError(f"grid must be 1, 2 or 3 (3 for the position task), got {self.grid}")
+        cells = self.grid**2
+        counted = self.max_count if "count" in self.tasks else 1
+        if not 2 <= self.max_count <= 6 or counted + self.distractors > cells:
+            raise ValueError(f"max_count in 2..6 and (max_count if counting, else 1) + distractors <= {cells} "
+                             "(one object per grid cell)")  # fmt: skip
         if not 28 <= self.image_size <= 448:
             raise ValueError(f"image_size must be in 28..448, got {self.image_size}")
 
 
 DIFFICULTIES: dict[str, SyntheticDifficulty] = {
-    "easy": SyntheticDifficulty(tasks=("colour", "shape"), colours=3, shapes=2, distractors=0),
+    "easy": SyntheticDifficulty(tasks=("colour",), colours=3, shapes=2, grid=1),
     "medium": SyntheticDifficulty(tasks=("colour", "shape", "count"), colours=4, shapes=3, distractors=1, lures=True),
     "hard": SyntheticDifficulty(
         tasks=TASKS, colours=6, shapes=4, max_count=5, distractors=3, lures=True, image_size=84
@@ -86,8 +94,8 @@ def _plural(n: int, colour: str, shape: str) -> str:
     return f"{NUMBERS[n]} {colour} {shape}" + ("" if n == 1 else "s")
 
 
-def _place(rng: random.Random, targets: list[tuple[str, str]], distractors: list[tuple[str, str]], fixed=None):
-    free = [c for c in CELLS if c != fixed]
+def _place(rng: random.Random, d, targets: list[tuple[str, str]], distractors: list[tuple[str, str]], fixed=None):
+    free = [(r, c) for r in range(d.grid) for c in range(d.grid) if (r, c) != fixed]
     rng.shuffle(free)
     cells = ([fixed] if fixed else []) + free
     return [(s, c, cell) for (s, c), cell in zip(targets + distractors, cells)]
@@ -112,7 +120,7 @@ def _colour_scene(rng, d, colours, shapes) -> _Scene:
     others = _distractors(rng, d.distractors, colours, shapes, lambda s, c: s != shape)
     lure_pool = [c for _, c in others]
     truth, wrong = _two(rng, colours, rng.choice(lure_pool) if d.lures and lure_pool else None)
-    objects = _place(rng, [(shape, truth)], others)
+    objects = _place(rng, d, [(shape, truth)], others)
     say = lambda colour: f"The {shape} is {colour}."  # noqa: E731
     return _Scene(f"What colour is the {shape}?", say(truth), say(wrong), f"a {truth} {shape}", objects)
 
@@ -122,7 +130,7 @@ def _shape_scene(rng, d, colours, shapes) -> _Scene:
     others = _distractors(rng, d.distractors, colours, shapes, lambda s, c: c != colour)
     lure_pool = [s for s, _ in others]
     truth, wrong = _two(rng, shapes, rng.choice(lure_pool) if d.lures and lure_pool else None)
-    objects = _place(rng, [(truth, colour)], others)
+    objects = _place(rng, d, [(truth, colour)], others)
     say = lambda shape: f"The {colour} shape is a {shape}."  # noqa: E731
     return _Scene(f"Which shape is {colour}?", say(truth), say(wrong), f"a {colour} {truth}", objects)
 
@@ -136,7 +144,7 @@ def _count_scene(rng, d, colours, shapes) -> _Scene:
         n_true, n_wrong = rng.sample(range(1, d.max_count + 1), 2)
     # Distractors share the colour or the shape (not both), so counting needs both attributes.
     others = _distractors(rng, d.distractors, colours, shapes, lambda s, c: (s == shape) != (c == colour))
-    objects = _place(rng, [(shape, colour)] * n_true, others)
+    objects = _place(rng, d, [(shape, colour)] * n_true, others)
     say = lambda n: f"There {'is' if n == 1 else 'are'} {_plural(n, colour, shape)}."  # noqa: E731
     return _Scene(
         f"How many {colour} {shape}s are there?", say(n_true), say(n_wrong), _plural(n_true, colour, shape), objects
@@ -147,7 +155,7 @@ def _position_scene(rng, d, colours, shapes) -> _Scene:
     shape, colour = rng.choice(shapes), rng.choice(colours)
     truth, wrong = _two(rng, list(POSITIONS), None)
     others = _distractors(rng, d.distractors, colours, shapes, lambda s, c: (s, c) != (shape, colour))
-    objects = _place(rng, [(shape, colour)], others, fixed=POSITIONS[truth])
+    objects = _place(rng, d, [(shape, colour)], others, fixed=POSITIONS[truth])
     say = lambda pos: f"The {colour} {shape} is at the {pos}."  # noqa: E731
     fact = f"the {colour} {shape} at the {truth}"
     return _Scene(f"Where is the {colour} {shape}?", say(truth), say(wrong), fact, objects)
@@ -156,11 +164,11 @@ def _position_scene(rng, d, colours, shapes) -> _Scene:
 _SCENES = {"colour": _colour_scene, "shape": _shape_scene, "count": _count_scene, "position": _position_scene}
 
 
-def draw(objects: list[tuple[str, str, tuple[int, int]]], size: int, rng: random.Random) -> Image.Image:
+def draw(objects: list[tuple[str, str, tuple[int, int]]], size: int, rng: random.Random, grid: int = 3) -> Image.Image:
     """White canvas, one shape per grid cell, slightly jittered so positions are not pixel-exact."""
     image = Image.new("RGB", (size, size), (255, 255, 255))
     pen = ImageDraw.Draw(image)
-    cell = size / 3
+    cell = size / grid
     radius = cell * 0.36
     jitter = max(1, int(cell * 0.08))
     for shape, colour, (row, col) in objects:
@@ -186,13 +194,16 @@ def _claim(response: str) -> str:
 
 
 def synthetic_trace(fact: str, answer1: str, answer2: str, label: str) -> str:
-    """The rule-written trace: state what the image shows, judge each response against it, name the
-    better one in the final sentence."""
-    verdicts = ("correct", "wrong") if label == "1" else ("wrong", "correct")
+    """The rule-written trace: restate each response's claim, say what the image shows, name the better one.
+
+    Claims first, the image second: the verdict then needs one lookup (which restated claim matches the
+    fact just written) rather than a chain of per-response judgements, which is what a 2-layer model can
+    learn in a few hundred CPU steps; a 7B model reads either order alike.
+    """
     return (
+        f"Response 1 says {_claim(answer1)}. "
+        f"Response 2 says {_claim(answer2)}. "
         f"The image shows {fact}. "
-        f"Response 1 says {_claim(answer1)}, which is {verdicts[0]}. "
-        f"Response 2 says {_claim(answer2)}, which is {verdicts[1]}. "
         f"So Response {label} is better."
     )
 
@@ -227,7 +238,7 @@ def make_synthetic_pairs(
             question=scene.question,
             chosen=scene.truth,
             rejected=scene.wrong,
-            images=[draw(scene.objects, d.image_size, rng)],
+            images=[draw(scene.objects, d.image_size, rng, d.grid)],
             category=task,
             source=f"synthetic-{name}",
         )
