@@ -24,7 +24,6 @@ import math
 import statistics
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -138,6 +137,17 @@ def plot(curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def demo_sft_model(out: Path) -> Path:
+    """The demo's tiny model after the demo's SFT cold start."""
+    from stable_reinforce_trl.demo import DemoPlan, sft_stage
+    from stable_reinforce_trl.tiny import make_tiny_model
+
+    plan = DemoPlan()
+    base = make_tiny_model(out / "tiny", seed=0, hidden_size=plan.hidden_size,
+                           num_hidden_layers=plan.num_hidden_layers, intermediate_size=2 * plan.hidden_size)  # fmt: skip
+    return sft_stage(base, plan, seed=0, out=out)[0]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -147,36 +157,32 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps-per-generation", type=int, default=4)
     parser.add_argument("--max-grad-norm", type=float, default=1.0, help="the paper's 1.0; 0 turns clipping off")
     parser.add_argument("--max-completion-length", type=int, default=64)
-    parser.add_argument("--sft-pairs", type=int, default=512)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start every arm from this model (e.g. outputs/demo/sft) instead of running the demo's SFT stage")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--name", default="stability", help="results go to benchmarks/results/<name>.{json,md,png}")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-
-    from stable_reinforce_trl.demo import DemoPlan, sft_stage
-    from stable_reinforce_trl.tiny import make_tiny_model
 
     started = time.perf_counter()
     curves: dict[str, list[list[dict]]] = {arm: [] for arm in args.arms}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        plan = replace(DemoPlan(), sft_pairs=args.sft_pairs)
-        base = make_tiny_model(out / "tiny", seed=0, hidden_size=plan.hidden_size,
-                               num_hidden_layers=plan.num_hidden_layers, intermediate_size=2 * plan.hidden_size)  # fmt: skip
-        sft_dir, _ = sft_stage(base, plan, seed=0, out=out)  # a formatted judge, so rewards vary
+        init = args.init or demo_sft_model(out)  # a formatted judge, so rewards vary
         for seed in args.seeds:
             for arm in args.arms:  # arms side by side per seed: machine noise hits all alike
                 print(f"seed {seed}, arm {arm}", flush=True)
-                curves[arm].append(run_arm(sft_dir, arm, seed, args, out))
+                curves[arm].append(run_arm(init, arm, seed, args, out))
     summary = {arm: summarize_arm(runs) for arm, runs in curves.items()}
-    settings = vars(args)
+    settings = {**vars(args), "init": str(args.init or "the demo's SFT model")}
     table = markdown({arm: {k: v for k, v in s.items() if k != "per_seed"} for arm, s in summary.items()}, settings)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(curves, RESULTS / "stability.png")
-    (RESULTS / "stability.md").write_text(table)
+    plot(curves, RESULTS / f"{args.name}.png")
+    (RESULTS / f"{args.name}.md").write_text(table)
     result = {"settings": settings, "summary": summary, "curves": curves, "wall_time_s": time.perf_counter() - started}
-    path = write_result("stability", json.loads(json.dumps(result, default=float)))
+    path = write_result(args.name, json.loads(json.dumps(result, default=float)))
     print(table)
-    print(f"-> {path}, {RESULTS / 'stability.png'}, {RESULTS / 'stability.md'}")
+    print(f"-> {path}, {RESULTS / f'{args.name}.png'}, {RESULTS / f'{args.name}.md'}")
     return result
 
 

@@ -22,6 +22,11 @@ QWEN_SPECIAL_TOKENS = [
 # Whole tokens for the judge's tags: a 7B tokenizer has the vocabulary to make these cheap; a tiny
 # one does not, and a tiny model learns the format far faster when each tag is a single token.
 JUDGE_TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+# Qwen2's pre-tokenizer split: single digits, no leading space. "Response 2" and "<answer>2" then share
+# the token "2", as in the real tokenizer, so copying the stated verdict into the answer is a plain copy.
+QWEN_PRETOKENIZE_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 TINY_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1], window_size=56)
@@ -37,17 +42,20 @@ def _training_text() -> str:
         "red green blue yellow purple orange black white circle square triangle star left right top bottom "
         "center one two three four five six seven eight nine zero there is are a an the image shows response "
         "better worse correct wrong count colour color shape position question answer which how many what "
-        "of in on at and but not both so therefore because matches says claims picture"
+        "of in on at and but not both so therefore because matches says claims picture So The What Which How Where There"
     )
     return "\n".join([JUDGE_PROMPT] * 4 + [words] * 20 + [" ".join(str(i) for i in range(100))])
 
 
 def build_tiny_tokenizer(vocab_size: int = 1024):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])  # fmt: skip
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

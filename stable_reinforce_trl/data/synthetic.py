@@ -1,10 +1,11 @@
 """A synthetic multimodal preference task drawn with PIL, for the demo, tests and benchmarks.
 
-Each image holds a few coloured shapes on a 3x3 grid; the question asks about their colour, shape,
-count or position; one response states the truth and the other a wrong value. The two values are
-drawn first and only then is one made true by drawing the scene, so the text alone says nothing
-about which response is right: a judge has to look at the image. Traces are written by rule and
-end with a sentence naming the better response ("So Response 2 is better.").
+Each image holds coloured shapes on a grid (one large shape for `easy`, up to nine for `hard`); the
+question asks about their colour, shape, count or position; one response states the truth and the
+other a wrong value. The two values are drawn first and only then is one made true by drawing the
+scene, so the text alone says nothing about which response is right: a judge has to look at the
+image. Traces are written by rule: they restate both claims, say what the image shows and end with
+a sentence naming the better response ("So Response 2 is better.").
 
 The vocabulary is small and regular on purpose: a tiny (hidden size 64) model learns it on CPU.
 """
