@@ -38,10 +38,10 @@ def formatted_judge_dir(tiny_model_dir, tmp_path_factory):
 
     pairs = make_synthetic_pairs(16, seed=7)
     for pair in pairs:
-        pair.reasoning, pair.reasoning_label = "Response 1 is right. So Response 1 is better.", "1"
+        pair.reasoning, pair.reasoning_label = "So Response 1 is better.", "1"
     out = tmp_path_factory.mktemp("formatted-judge")
     config = SFTConfig(
-        output_dir=str(out), max_steps=30, per_device_train_batch_size=8, learning_rate=1e-2, assistant_only_loss=True,
+        output_dir=str(out), max_steps=40, per_device_train_batch_size=8, learning_rate=1e-2, assistant_only_loss=True,
         gradient_checkpointing=False, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
     )  # fmt: skip
     trainer = SFTTrainer(model=tiny_model_dir, args=config, train_dataset=sft_dataset(pairs))

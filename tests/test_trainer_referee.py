@@ -43,15 +43,19 @@ def test_training_survives_a_faulty_referee(formatted_judge_dir, tmp_path):
         logs = train(formatted_judge_dir, tmp_path, server.base_url)
     assert len(logs) == 2
     assert len(server.requests) > 0
+    # Answers are cached per request and the formatted judge repeats itself, so a step may find every
+    # call already answered; over the run, some calls failed for good after their retry.
+    assert sum(entry["referee/failures"] for entry in logs) > 0
     for entry in logs:
         assert math.isfinite(entry["loss"]) and math.isfinite(entry["reward"])
         assert entry["r1_reward/result"] > 0  # some answers were right, so the referee was asked
-        assert entry["referee/failures"] > 0  # some calls failed for good after their retry
-        assert entry["r1_reward/consistency"] == 1.0  # every call that got through was answered "yes"
-        # A failed call is neutral (0.5 in paper mode), so failures pull the reward below
-        # what it would be were every correct answer judged consistent.
-        all_consistent = 1.5 * entry["r1_reward/result"] + 0.5 * entry["r1_reward/format"]
-        assert entry["reward"] < all_consistent - 1e-6
+        if "r1_reward/consistency" in entry:
+            assert entry["r1_reward/consistency"] == 1.0  # every call that got through was answered "yes"
+        if entry["referee/failures"] > 0:
+            # A failed call is neutral (0.5 in paper mode), so failures pull the reward below
+            # what it would be were every correct answer judged consistent.
+            all_consistent = 1.5 * entry["r1_reward/result"] + 0.5 * entry["r1_reward/format"]
+            assert entry["reward"] < all_consistent - 1e-6
 
 
 def test_dead_referee_warns_and_training_goes_on(formatted_judge_dir, tmp_path):
