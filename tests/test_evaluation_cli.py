@@ -4,7 +4,6 @@ import json
 
 import datasets
 import pytest
-import torch
 from PIL import Image
 
 from stable_reinforce_trl.cli import main as cli_main
@@ -16,15 +15,6 @@ from stable_reinforce_trl.prompts import judge_output, judge_text
 
 ALWAYS_ONE = "<think>ok</think><answer>1</answer>"
 VL_SOURCES = ["WildVision", "RLAIF-V", "POVID", "RLHF-V", "MMMU-Pro", "MathVerse", "rlaif-v", "wildvision"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The tiny model on a small shared CPU: one intra-op thread ran ~20x faster than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _jsonl(path, rows):

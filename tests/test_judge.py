@@ -4,7 +4,6 @@ real LogitsProcessor, the TRL reward function and best-of-n, and both inside a G
 import importlib.util
 
 import pytest
-import torch
 from datasets import Dataset
 from PIL import Image
 
@@ -12,15 +11,6 @@ from stable_reinforce_trl.judge import Judge, JudgeRequest, JudgeReward, best_of
 
 ALWAYS_ONE = "<think>ok</think><answer>1</answer>"  # 7 tokens: the tags are single tokens
 RED = Image.new("RGB", (56, 56), "red")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The tiny model on a small shared CPU: one intra-op thread ran ~20x faster than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
