@@ -24,6 +24,7 @@ import math
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,36 +41,15 @@ CURVES = ("loss", "grad_norm", "stable_reinforce/log_ratio_max_abs", "completion
 
 
 def run_arm(model_dir: Path, arm: str, seed: int, args: argparse.Namespace, out: Path) -> list[dict]:
-    from stable_reinforce_trl import StableReinforceConfig, StableReinforceTrainer
-    from stable_reinforce_trl.data.synthetic import synthetic_judge_dataset
+    """The demo's RL stage, stressed, with one arm's switches."""
+    from stable_reinforce_trl.demo import DemoPlan, rl_stage
 
-    config = StableReinforceConfig(
-        output_dir=str(out / f"{arm}-{seed}"),
-        per_device_train_batch_size=16,
-        num_generations=4,
-        num_iterations=args.num_iterations,
-        steps_per_generation=args.steps_per_generation,
-        max_completion_length=args.max_completion_length,
-        temperature=1.0,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type="constant",
-        max_grad_norm=args.max_grad_norm,
-        max_steps=args.steps,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        seed=seed,
-        log_completions=False,
-        disable_tqdm=True,
-        referee="rule",
-        **ARMS[arm],
-    )
-    dataset = synthetic_judge_dataset(args.steps * 16, seed=100 + seed)
-    trainer = StableReinforceTrainer(model=str(model_dir), args=config, train_dataset=dataset)
-    trainer.train()
-    return [entry for entry in trainer.state.log_history if "loss" in entry]
+    plan = replace(DemoPlan(), rl_steps=args.steps, rl_pairs=args.steps * 16, rl_learning_rate=args.learning_rate,
+                   rl_steps_per_generation=args.steps_per_generation, max_completion_length=args.max_completion_length)  # fmt: skip
+    _, log = rl_stage(model_dir, plan, out / f"{arm}-{seed}", seed=seed, data_seed=100 + seed, save=False,
+                      num_iterations=args.num_iterations, max_grad_norm=args.max_grad_norm, disable_tqdm=True,
+                      **ARMS[arm])  # fmt: skip
+    return [entry for entry in log if "loss" in entry]
 
 
 def summarize_arm(runs: list[list[dict]]) -> dict:

@@ -109,37 +109,41 @@ def sft_stage(model_dir: Path, plan: DemoPlan, seed: int, out: Path) -> tuple[Pa
     return Path(config.output_dir), trainer.state.log_history
 
 
-def rl_stage(model_dir: Path, plan: DemoPlan, args: argparse.Namespace, out: Path) -> tuple[Path, list[dict]]:
+def rl_stage(model_dir: Path, plan: DemoPlan, out: Path, *, seed: int, data_seed: int | None = None,
+             save: bool = True, **config_overrides) -> tuple[Path, list[dict]]:
+    """StableReinforce RL on the synthetic task; `config_overrides` go to `StableReinforceConfig` (the
+    stability benchmark's arms and stress settings, the demo's referee)."""
     from .config import StableReinforceConfig
     from .data.synthetic import synthetic_judge_dataset
     from .trainer import StableReinforceTrainer
 
-    config = StableReinforceConfig(
-        output_dir=str(out / "rl"),
-        per_device_train_batch_size=plan.rl_batch_size,
-        num_generations=plan.rl_generations,
-        steps_per_generation=plan.rl_steps_per_generation,
-        max_completion_length=plan.max_completion_length,
-        temperature=1.0,
-        learning_rate=plan.rl_learning_rate,
-        lr_scheduler_type="constant",
-        max_steps=args.rl_steps or plan.rl_steps,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        seed=args.seed,
-        log_completions=False,
-        referee="openai" if args.referee_base_url else "rule",
-        referee_base_url=args.referee_base_url,
-        referee_model=args.referee_model,
-    )
-    dataset = synthetic_judge_dataset(plan.rl_pairs, seed=args.seed + 2, difficulty=plan.difficulty)
+    config = StableReinforceConfig(**{
+        "output_dir": str(out / "rl"),
+        "per_device_train_batch_size": plan.rl_batch_size,
+        "num_generations": plan.rl_generations,
+        "steps_per_generation": plan.rl_steps_per_generation,
+        "max_completion_length": plan.max_completion_length,
+        "temperature": 1.0,
+        "learning_rate": plan.rl_learning_rate,
+        "lr_scheduler_type": "constant",
+        "max_steps": plan.rl_steps,
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": True,
+        "seed": seed,
+        "log_completions": False,
+        "referee": "rule",
+        **config_overrides,
+    })  # fmt: skip
+    data_seed = seed + 2 if data_seed is None else data_seed
+    dataset = synthetic_judge_dataset(plan.rl_pairs, seed=data_seed, difficulty=plan.difficulty)
     trainer = StableReinforceTrainer(model=str(model_dir), args=config, train_dataset=dataset)
     trainer.train()
-    trainer.save_model(config.output_dir)
-    trainer.processing_class.save_pretrained(config.output_dir)
+    if save:
+        trainer.save_model(config.output_dir)
+        trainer.processing_class.save_pretrained(config.output_dir)
     return Path(config.output_dir), trainer.state.log_history
 
 
@@ -255,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print("[4/6] evaluating after SFT")
     evaluation["sft"] = evaluate_stage(sft_dir, eval_pairs, plan, out, "sft")
     console.print("[5/6] StableReinforce RL from the SFT model")
-    rl_dir, rl_log = rl_stage(sft_dir, plan, args, out)
+    referee = dict(referee="openai", referee_base_url=args.referee_base_url, referee_model=args.referee_model)
+    rl_dir, rl_log = rl_stage(sft_dir, plan, out, seed=args.seed, **(referee if args.referee_base_url else {}))
     console.print("[6/6] evaluating after RL")
     evaluation["rl"] = evaluate_stage(rl_dir, eval_pairs, plan, out, "rl")
 
