@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -52,13 +52,26 @@ QUICK = DemoPlan(sft_pairs=16, sft_epochs=1, rl_pairs=32, rl_steps=2, rl_batch_s
                  max_completion_length=16)  # fmt: skip
 
 
+def with_overrides(plan: DemoPlan, overrides: list[str]) -> DemoPlan:
+    """`["rl_steps=200", "rl_learning_rate=1e-4"]` applied to a plan, each value cast to its field's type."""
+    types = {f.name: type(getattr(plan, f.name)) for f in fields(plan)}
+    changes = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or name not in types:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}")
+        changes[name] = types[name](value)
+    return replace(plan, **changes)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="stable-reinforce demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--output-dir", default="outputs/demo")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests (about a minute)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rl-steps", type=int, default=None, help="override the plan's RL steps")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a DemoPlan field, e.g. --set rl_steps=200 --set sft_pairs=3840 (repeatable)")
     parser.add_argument("--referee-base-url", default=None, help="OpenAI-compatible referee (default: rule referee)")
     parser.add_argument("--referee-model", default="Qwen/Qwen2.5-VL-7B-Instruct")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny matrices gain nothing from more)")
@@ -238,9 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data.synthetic import make_synthetic_pairs
     from .tiny import make_tiny_model
 
-    plan = QUICK if args.quick else DemoPlan()
-    if args.rl_steps:
-        plan = replace(plan, rl_steps=args.rl_steps)
+    plan = with_overrides(QUICK if args.quick else DemoPlan(), args.overrides)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_cache.jsonl").unlink(missing_ok=True)  # a new tiny model each run: old generations do not apply

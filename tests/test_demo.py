@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def numbers(value):
     if isinstance(value, dict):
@@ -40,3 +42,13 @@ def test_quick_demo_writes_a_complete_finite_report(tmp_path):
     for plot in report["plots"]:
         assert Path(plot).stat().st_size > 10_000  # a real PNG with axes and lines, not an empty canvas
     assert "RL - SFT" in result.stdout
+
+
+def test_set_overrides_plan_fields_with_their_types():
+    from stable_reinforce_trl.demo import DemoPlan, with_overrides
+
+    plan = with_overrides(DemoPlan(), ["rl_steps=7", "rl_learning_rate=1e-4", "difficulty=medium"])
+    assert (plan.rl_steps, plan.rl_learning_rate, plan.difficulty) == (7, 1e-4, "medium")
+    assert plan.sft_pairs == DemoPlan().sft_pairs
+    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+        with_overrides(DemoPlan(), ["rl_step=7"])

@@ -1,0 +1,60 @@
+"""Which held-out pairs a demo model gets wrong: greedy, both orders, grouped by the two answers' values.
+
+    python -m benchmarks.demo_failures outputs/demo/sft outputs/demo/rl
+
+Uses the demo's own held-out pairs (`make_synthetic_pairs(plan.eval_pairs, seed + 1000)`) and writes
+`benchmarks/results/demo_failures.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+import torch
+
+from .common import write_result
+
+
+def failures(model_dir: str, seed: int = 0) -> dict:
+    from stable_reinforce_trl.data.synthetic import make_synthetic_pairs
+    from stable_reinforce_trl.demo import DemoPlan
+    from stable_reinforce_trl.judge import Judge, JudgeRequest
+    from stable_reinforce_trl.prompts import parse_verdict
+
+    plan = DemoPlan()
+    pairs = make_synthetic_pairs(plan.eval_pairs, seed=seed + 1000, difficulty=plan.difficulty)
+    judge = Judge.from_pretrained(model_dir, batch_size=32, max_new_tokens=plan.max_completion_length)
+    wrong = [False] * len(pairs)
+    for label in ("1", "2"):
+        outputs = judge.generate([JudgeRequest.from_pair(pair, label) for pair in pairs], k=1)
+        for i, texts in enumerate(outputs):
+            wrong[i] |= parse_verdict(texts[0]) != int(label)
+
+    def values(pair) -> str:  # "blue/green": the last word of each answer, sorted
+        return "/".join(sorted(r.split()[-1].rstrip(".") for r in (pair.chosen, pair.rejected)))
+
+    return {
+        "pairs": len(pairs),
+        "wrong": sum(wrong),
+        "wrong_by_values": dict(Counter(values(p) for p, w in zip(pairs, wrong) if w)),
+        "all_by_values": dict(Counter(values(p) for p in pairs)),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dirs", nargs="+")
+    parser.add_argument("--seed", type=int, default=0, help="the demo's --seed")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    result = {"models": {d: failures(d, args.seed) for d in args.model_dirs}}
+    path = write_result("demo_failures", result)
+    for d, r in result["models"].items():
+        print(f"{d}: {r['wrong']}/{r['pairs']} pairs wrong in some order; by answer values {r['wrong_by_values']}")
+    print(f"-> {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
