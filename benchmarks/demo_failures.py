@@ -1,4 +1,7 @@
-"""Which held-out pairs a demo model gets wrong: greedy, both orders, grouped by the two answers' values.
+"""Which held-out pairs a demo model gets wrong: greedy, both orders, grouped by the two answers' values,
+and why: the cosine between the output embeddings of each pair of values (the tiny model ties input
+and output embeddings). Two values whose vectors coincide get the same logit, so the model can neither
+copy one from a response nor name it from the image, however well it reads either.
 
     python -m benchmarks.demo_failures outputs/demo/sft outputs/demo/rl
 
@@ -39,7 +42,24 @@ def failures(model_dir: str, seed: int = 0) -> dict:
         "wrong": sum(wrong),
         "wrong_by_values": dict(Counter(values(p) for p, w in zip(pairs, wrong) if w)),
         "all_by_values": dict(Counter(values(p) for p in pairs)),
+        "embedding_cosine_by_values": embedding_cosines(judge, sorted({values(p) for p in pairs})),
     }
+
+
+def embedding_cosines(judge, value_pairs: list[str]) -> dict[str, float]:
+    """{"blue/green": cos(e_blue, e_green), ...} over the output embeddings of each value's first token
+    (" blue"; " red" is " re" + "d", so its first token stands for it)."""
+    weights = judge.backend.model.get_output_embeddings().weight.detach().float()
+    tokenizer = judge.backend.tokenizer
+
+    def vector(word: str) -> torch.Tensor:
+        return weights[tokenizer(" " + word, add_special_tokens=False).input_ids[0]]
+
+    cosines = {}
+    for pair in value_pairs:
+        a, b = pair.split("/")
+        cosines[pair] = round(torch.nn.functional.cosine_similarity(vector(a), vector(b), dim=0).item(), 3)
+    return cosines
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"models": {d: failures(d, args.seed) for d in args.model_dirs}}
     path = write_result("demo_failures", result)
     for d, r in result["models"].items():
-        print(f"{d}: {r['wrong']}/{r['pairs']} pairs wrong in some order; by answer values {r['wrong_by_values']}")
+        print(f"{d}: {r['wrong']}/{r['pairs']} pairs wrong in some order; by answer values {r['wrong_by_values']}; "
+              f"output-embedding cosine {r['embedding_cosine_by_values']}")
     print(f"-> {path}")
     return result
 
