@@ -46,14 +46,17 @@ def failures(model_dir: str, seed: int = 0) -> dict:
     }
 
 
+def value_token(tokenizer, word: str) -> int:
+    """The token that stands for a value: the first of " word" (" blue"; " red" is " re" + "d")."""
+    return tokenizer(" " + word, add_special_tokens=False).input_ids[0]
+
+
 def embedding_cosines(judge, value_pairs: list[str]) -> dict[str, float]:
-    """{"blue/green": cos(e_blue, e_green), ...} over the output embeddings of each value's first token
-    (" blue"; " red" is " re" + "d", so its first token stands for it)."""
+    """{"blue/green": cos(e_blue, e_green), ...} over the output embeddings of each value's `value_token`."""
     weights = judge.backend.model.get_output_embeddings().weight.detach().float()
-    tokenizer = judge.backend.tokenizer
 
     def vector(word: str) -> torch.Tensor:
-        return weights[tokenizer(" " + word, add_special_tokens=False).input_ids[0]]
+        return weights[value_token(judge.backend.tokenizer, word)]
 
     cosines = {}
     for pair in value_pairs:

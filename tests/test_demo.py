@@ -57,14 +57,14 @@ def test_set_overrides_plan_fields_with_their_types():
 def test_demo_failures_measures_the_cosine_of_two_values_output_embeddings(tiny_model_dir):
     import torch
 
-    from benchmarks.demo_failures import embedding_cosines
+    from benchmarks.demo_failures import embedding_cosines, value_token
     from stable_reinforce_trl.judge import Judge
 
     judge = Judge.from_pretrained(tiny_model_dir, batch_size=1, max_new_tokens=4)  # its own copy of the weights
     before = embedding_cosines(judge, ["blue/green", "blue/red"])
     assert abs(before["blue/green"]) < 0.5  # random init: nearly orthogonal
     weights = judge.backend.model.get_output_embeddings().weight
-    blue, green = (judge.backend.tokenizer(" " + c, add_special_tokens=False).input_ids[0] for c in ("blue", "green"))
+    blue, green = (value_token(judge.backend.tokenizer, c) for c in ("blue", "green"))
     with torch.no_grad():
         weights[green] = 2 * weights[blue]  # the collapse the demo's SFT drifts towards, made exact
     after = embedding_cosines(judge, ["blue/green", "blue/red"])
