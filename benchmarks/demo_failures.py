@@ -1,5 +1,6 @@
 """Which held-out pairs a demo model gets wrong: greedy, both orders, grouped by the two answers' values,
-and why: the cosine between the output embeddings of each pair of values (the tiny model ties input
+their verdicts in the two orders (one verdict for both orders is a default, not a reading), one wrong
+pair's traces, and why: the cosine between the output embeddings of each pair of values (the tiny model ties input
 and output embeddings). Two values whose vectors coincide get the same logit, so the model can neither
 copy one from a response nor name it from the image, however well it reads either.
 
@@ -28,20 +29,27 @@ def failures(model_dir: str, seed: int = 0) -> dict:
     plan = DemoPlan()
     pairs = make_synthetic_pairs(plan.eval_pairs, seed=seed + 1000, difficulty=plan.difficulty)
     judge = Judge.from_pretrained(model_dir, batch_size=32, max_new_tokens=plan.max_completion_length)
-    wrong = [False] * len(pairs)
-    for label in ("1", "2"):
-        outputs = judge.generate([JudgeRequest.from_pair(pair, label) for pair in pairs], k=1)
-        for i, texts in enumerate(outputs):
-            wrong[i] |= parse_verdict(texts[0]) != int(label)
+    traces = {label: [texts[0] for texts in judge.generate([JudgeRequest.from_pair(p, label) for p in pairs], k=1)]
+              for label in ("1", "2")}  # fmt: skip
+    # "1/1": verdict 1 with the right answer shown first and verdict 1 with it shown second
+    verdicts = [f"{parse_verdict(traces['1'][i])}/{parse_verdict(traces['2'][i])}" for i in range(len(pairs))]
+    wrong = [v != "1/2" for v in verdicts]
 
     def values(pair) -> str:  # "blue/green": the last word of each answer, sorted
         return "/".join(sorted(r.split()[-1].rstrip(".") for r in (pair.chosen, pair.rejected)))
 
+    first_wrong = next((i for i, w in enumerate(wrong) if w), None)
     return {
         "pairs": len(pairs),
         "wrong": sum(wrong),
         "wrong_by_values": dict(Counter(values(p) for p, w in zip(pairs, wrong) if w)),
         "all_by_values": dict(Counter(values(p) for p in pairs)),
+        # One pattern for every wrong pair ("1/1" or "2/2") is a default, the same whatever the order.
+        "wrong_verdicts": dict(Counter(v for v, w in zip(verdicts, wrong) if w)),
+        "example_wrong": None if first_wrong is None else {
+            "chosen": pairs[first_wrong].chosen, "rejected": pairs[first_wrong].rejected,
+            "chosen_first": traces["1"][first_wrong], "chosen_second": traces["2"][first_wrong],
+        },
         "embedding_cosine_by_values": embedding_cosines(judge, sorted({values(p) for p in pairs})),
     }
 
@@ -75,7 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     path = write_result("demo_failures", result)
     for d, r in result["models"].items():
         print(f"{d}: {r['wrong']}/{r['pairs']} pairs wrong in some order; by answer values {r['wrong_by_values']}; "
+              f"their verdicts (right answer first/second) {r['wrong_verdicts']}; "
               f"output-embedding cosine {r['embedding_cosine_by_values']}")
+        if r["example_wrong"]:
+            print(f"  e.g. {r['example_wrong']}")
     print(f"-> {path}")
     return result
 

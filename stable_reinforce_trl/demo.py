@@ -14,11 +14,12 @@ Every stage is the real code path a GPU user runs, only smaller.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -52,16 +53,49 @@ QUICK = DemoPlan(sft_pairs=16, sft_epochs=1, rl_pairs=32, rl_steps=2, rl_batch_s
                  max_completion_length=16)  # fmt: skip
 
 
+def _cast(value: str, like):
+    """A command-line string as the type of `like` (a field's default); untyped defaults (None) guess."""
+    if isinstance(like, bool):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value.lower() in ("true", "1")
+    if isinstance(like, (int, float, str)):
+        return type(like)(value)
+    for guess in (int, float):
+        try:
+            return guess(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _parse_overrides(items: list[str], defaults: dict, flag: str) -> dict:
+    changes = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in defaults:
+            close = difflib.get_close_matches(name, defaults, n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"FIELD one of {sorted(defaults)}"
+            raise SystemExit(f"{flag} {item!r}: expected FIELD=VALUE; {hint}")
+        try:
+            changes[name] = _cast(value, defaults[name])
+        except ValueError as error:
+            raise SystemExit(f"{flag} {item!r}: {error}") from None
+    return changes
+
+
 def with_overrides(plan: DemoPlan, overrides: list[str]) -> DemoPlan:
     """`["rl_steps=200", "rl_learning_rate=1e-4"]` applied to a plan, each value cast to its field's type."""
-    types = {f.name: type(getattr(plan, f.name)) for f in fields(plan)}
-    changes = {}
-    for item in overrides:
-        name, sep, value = item.partition("=")
-        if not sep or name not in types:
-            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}")
-        changes[name] = types[name](value)
-    return replace(plan, **changes)
+    return replace(plan, **_parse_overrides(overrides, asdict(plan), "--set"))
+
+
+def rl_config_overrides(overrides: list[str]) -> dict:
+    """`["temperature=0.7", "advantage_baseline=group"]` as `StableReinforceConfig` keyword arguments for the
+    RL stage, each value cast to its field's type: any knob of the trainer, without a plan field per knob."""
+    from .config import StableReinforceConfig
+
+    defaults = {f.name: None if f.default is MISSING else f.default for f in fields(StableReinforceConfig) if f.init}
+    return _parse_overrides(overrides, defaults, "--rl-set")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,6 +106,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a DemoPlan field, e.g. --set rl_steps=200 --set sft_pairs=3840 (repeatable)")
+    parser.add_argument("--rl-set", dest="rl_config", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a StableReinforceConfig field for the RL stage, e.g. --rl-set temperature=0.7 "
+                             "(repeatable)")  # fmt: skip
     parser.add_argument("--referee-base-url", default=None, help="OpenAI-compatible referee (default: rule referee)")
     parser.add_argument("--referee-model", default="Qwen/Qwen2.5-VL-7B-Instruct")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny matrices gain nothing from more)")
@@ -252,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     from .tiny import make_tiny_model
 
     plan = with_overrides(QUICK if args.quick else DemoPlan(), args.overrides)
+    rl_config = rl_config_overrides(args.rl_config)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_cache.jsonl").unlink(missing_ok=True)  # a new tiny model each run: old generations do not apply
@@ -270,13 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     console.print("[4/6] evaluating after SFT")
     evaluation["sft"] = evaluate_stage(sft_dir, eval_pairs, plan, out, "sft")
     console.print("[5/6] StableReinforce RL from the SFT model")
-    referee = dict(referee="openai", referee_base_url=args.referee_base_url, referee_model=args.referee_model)
-    rl_dir, rl_log = rl_stage(sft_dir, plan, out, seed=args.seed, **(referee if args.referee_base_url else {}))
+    referee = (dict(referee="openai", referee_base_url=args.referee_base_url, referee_model=args.referee_model)
+               if args.referee_base_url else {})  # fmt: skip
+    rl_dir, rl_log = rl_stage(sft_dir, plan, out, seed=args.seed, **{**referee, **rl_config})
     console.print("[6/6] evaluating after RL")
     evaluation["rl"] = evaluate_stage(rl_dir, eval_pairs, plan, out, "rl")
 
     report = {
         "plan": asdict(plan),
+        "rl_config": rl_config,
         "quick": args.quick,
         "referee": args.referee_base_url or "rule",
         "evaluation": evaluation,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def numbers(value):
@@ -23,7 +24,8 @@ def numbers(value):
 def test_quick_demo_writes_a_complete_finite_report(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "stable_reinforce_trl.cli", "demo", "--quick", "--output-dir", str(out)],
+        [sys.executable, "-m", "stable_reinforce_trl.cli", "demo", "--quick", "--output-dir", str(out),
+         "--rl-set", "temperature=0.9"],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -35,6 +37,9 @@ def test_quick_demo_writes_a_complete_finite_report(tmp_path):
             assert 0.0 <= result_["overall"] <= 1.0
             assert result_["by_order"]["chosen_first"]["n"] == report["plan"]["eval_pairs"]
     assert report["rl"]["steps"] == report["plan"]["rl_steps"]
+    assert report["rl_config"] == {"temperature": 0.9}
+    saved = torch.load(out / "rl" / "training_args.bin", weights_only=False)  # what the trainer really ran with
+    assert saved.temperature == 0.9 and saved.learning_rate == report["plan"]["rl_learning_rate"]
     for key in ("reward", "stable_reinforce/pre_clip_frac", "stable_reinforce/advantage_filtered_frac", "loss"):
         assert report["rl"]["curves"][key], key
     values = list(numbers(report))
@@ -50,8 +55,24 @@ def test_set_overrides_plan_fields_with_their_types():
     plan = with_overrides(DemoPlan(), ["rl_steps=7", "rl_learning_rate=1e-4", "difficulty=medium"])
     assert (plan.rl_steps, plan.rl_learning_rate, plan.difficulty) == (7, 1e-4, "medium")
     assert plan.sft_pairs == DemoPlan().sft_pairs
-    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+    with pytest.raises(SystemExit, match="did you mean rl_steps"):
         with_overrides(DemoPlan(), ["rl_step=7"])
+    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+        with_overrides(DemoPlan(), ["rl_steps"])
+
+
+def test_rl_set_overrides_trainer_config_fields_with_their_types():
+    from stable_reinforce_trl.demo import rl_config_overrides
+
+    given = ["temperature=0.7", "advantage_baseline=group", "advantage_filter=false", "referee_base_url=http://h:1/v1"]
+    assert rl_config_overrides(given) == {"temperature": 0.7, "advantage_baseline": "group",
+                                          "advantage_filter": False, "referee_base_url": "http://h:1/v1"}  # fmt: skip
+    with pytest.raises(SystemExit, match="did you mean temperature"):
+        rl_config_overrides(["temprature=0.7"])
+    with pytest.raises(SystemExit, match="expected true or false"):
+        rl_config_overrides(["advantage_filter=maybe"])
+    with pytest.raises(SystemExit, match="temperature=warm"):
+        rl_config_overrides(["temperature=warm"])
 
 
 def test_demo_failures_measures_the_cosine_of_two_values_output_embeddings(tiny_model_dir):
@@ -69,3 +90,14 @@ def test_demo_failures_measures_the_cosine_of_two_values_output_embeddings(tiny_
         weights[green] = 2 * weights[blue]  # the collapse the demo's SFT drifts towards, made exact
     after = embedding_cosines(judge, ["blue/green", "blue/red"])
     assert after["blue/green"] == pytest.approx(1.0, abs=1e-3) and after["blue/red"] == before["blue/red"]
+
+
+def test_demo_failures_names_a_default_verdict_and_shows_a_wrong_pairs_traces(formatted_judge_dir):
+    from benchmarks.demo_failures import failures
+
+    result = failures(formatted_judge_dir)  # a judge that learned to answer "1" whatever it sees
+    assert result["wrong"] == result["pairs"] == 64
+    assert result["wrong_verdicts"] == {"1/1": 64}  # right when the answer comes first, wrong when second
+    example = result["example_wrong"]
+    assert "<answer>1</answer>" in example["chosen_first"] and "<answer>1</answer>" in example["chosen_second"]
+    assert sum(result["wrong_by_values"].values()) == 64
