@@ -6,7 +6,7 @@ copy one from a response nor name it from the image, however well it reads eithe
 
     python -m benchmarks.demo_failures outputs/demo/sft outputs/demo/rl
 
-Uses the demo's own held-out pairs (`make_synthetic_pairs(plan.eval_pairs, seed + 1000)`) and writes
+Uses the demo's own held-out pairs (`make_synthetic_pairs(plan.eval_pairs, seed + 1000, difficulty)`) and writes
 `benchmarks/results/demo_failures.json`.
 """
 
@@ -20,14 +20,14 @@ import torch
 from .common import write_result
 
 
-def failures(model_dir: str, seed: int = 0) -> dict:
+def failures(model_dir: str, seed: int = 0, difficulty: str | None = None) -> dict:
     from stable_reinforce_trl.data.synthetic import make_synthetic_pairs
     from stable_reinforce_trl.demo import DemoPlan
     from stable_reinforce_trl.judge import Judge, JudgeRequest
     from stable_reinforce_trl.prompts import parse_verdict
 
     plan = DemoPlan()
-    pairs = make_synthetic_pairs(plan.eval_pairs, seed=seed + 1000, difficulty=plan.difficulty)
+    pairs = make_synthetic_pairs(plan.eval_pairs, seed=seed + 1000, difficulty=difficulty or plan.difficulty)
     judge = Judge.from_pretrained(model_dir, batch_size=32, max_new_tokens=plan.max_completion_length)
     traces = {label: [texts[0] for texts in judge.generate([JudgeRequest.from_pair(p, label) for p in pairs], k=1)]
               for label in ("1", "2")}  # fmt: skip
@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dirs", nargs="+")
     parser.add_argument("--seed", type=int, default=0, help="the demo's --seed")
+    parser.add_argument("--difficulty", help="the demo's `--set difficulty=...` (default: the plan's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    result = {"models": {d: failures(d, args.seed) for d in args.model_dirs}}
+    result = {"models": {d: failures(d, args.seed, args.difficulty) for d in args.model_dirs}}
     path = write_result("demo_failures", result)
     for d, r in result["models"].items():
         print(f"{d}: {r['wrong']}/{r['pairs']} pairs wrong in some order; by answer values {r['wrong_by_values']}; "

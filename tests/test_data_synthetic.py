@@ -85,6 +85,25 @@ def test_sft_rows_are_traces_ending_in_the_verdict():
         assert last_sentence == f"So Response {row['label']} is better."
 
 
+def test_terse_traces_keep_the_verdict_and_drop_the_reasoning_for_an_exact_share():
+    full = make_synthetic_pairs(50, seed=4, difficulty="basic")
+    mixed = make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6)
+    terse = [m for m in mixed if m.reasoning == f"So Response {m.reasoning_label} is better."]
+    assert len(terse) == 30  # exactly 60%, not about
+    for f, m in zip(full, mixed):  # same pairs, same orders: only the trace's length differs
+        assert (f.question, f.chosen, f.rejected, f.reasoning_label) == (m.question, m.chosen, m.rejected, m.reasoning_label)
+        assert m.reasoning in (f.reasoning, f"So Response {f.reasoning_label} is better.")
+    assert {m.id for m in terse} == {m.id for m in make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6)
+                                     if m.reasoning.startswith("So ")}  # seeded  # fmt: skip
+    rows = synthetic_sft_dataset(50, seed=4, difficulty="basic", terse_traces=0.6)
+    targets = [row["messages"][1]["content"][0]["text"] for row in rows]
+    assert sum(t.startswith("<think>So Response") for t in targets) == 30
+    assert all(parse_verdict(t) == int(row["label"]) for t, row in zip(targets, rows))
+    assert {p.chosen.split()[-1] for p in full} == {"red.", "blue."}  # basic: two colours
+    with pytest.raises(ValueError, match="share of the pairs"):
+        make_synthetic_pairs(4, terse_traces=1.5)
+
+
 def _dominant_colour(image) -> str:
     pixels = Counter(p for p in image.getdata() if p != (255, 255, 255))
     rgb = pixels.most_common(1)[0][0]

@@ -8,6 +8,7 @@ image. Traces are written by rule: they restate both claims, say what the image 
 a sentence naming the better response ("So Response 2 is better.").
 
 The vocabulary is small and regular on purpose: a tiny (hidden size 64) model learns it on CPU.
+`basic` (one large shape, red or blue) is the demo's task; `easy` adds a third colour.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class SyntheticDifficulty:
 
 
 DIFFICULTIES: dict[str, SyntheticDifficulty] = {
+    "basic": SyntheticDifficulty(tasks=("colour",), colours=2, shapes=2, grid=1),
     "easy": SyntheticDifficulty(tasks=("colour",), colours=3, shapes=2, grid=1),
     "medium": SyntheticDifficulty(tasks=("colour", "shape", "count"), colours=4, shapes=3, distractors=1, lures=True),
     "hard": SyntheticDifficulty(
@@ -209,6 +211,11 @@ def synthetic_trace(fact: str, answer1: str, answer2: str, label: str) -> str:
     )
 
 
+def terse_trace(label: str) -> str:
+    """What a teacher writes when it gives its verdict without its reasoning."""
+    return f"So Response {label} is better."
+
+
 def _difficulty(difficulty: str | SyntheticDifficulty) -> tuple[str, SyntheticDifficulty]:
     if isinstance(difficulty, SyntheticDifficulty):
         return "custom", difficulty
@@ -219,14 +226,19 @@ def _difficulty(difficulty: str | SyntheticDifficulty) -> tuple[str, SyntheticDi
 
 
 def make_synthetic_pairs(
-    n: int, seed: int = 0, difficulty: str | SyntheticDifficulty = "easy"
+    n: int, seed: int = 0, difficulty: str | SyntheticDifficulty = "easy", *, terse_traces: float = 0.0
 ) -> list[PreferencePair]:
     """n synthetic pairs, deterministic for a seed; tasks cycle so each appears equally often.
 
     Each pair carries a rule-written trace (`reasoning`, for the order `reasoning_label`, seeded and
-    exactly balanced), so `sft_dataset` can use it like a teacher's annotation.
+    exactly balanced), so `sft_dataset` can use it like a teacher's annotation. `terse_traces` is the
+    share of pairs (exactly, seeded) whose trace is only the verdict (`terse_trace`): a teacher that
+    often answers without showing its reasoning. The verdicts stay right; the pairs are the same.
     """
+    if not 0.0 <= terse_traces <= 1.0:
+        raise ValueError(f"terse_traces is a share of the pairs, in [0, 1]; got {terse_traces}")
     name, d = _difficulty(difficulty)
+    terse = set(random.Random(f"terse-{seed}").sample(range(n), round(terse_traces * n)))
     rng = random.Random(f"synthetic-{seed}")
     colours, shapes = list(COLOURS)[: d.colours], list(SHAPES)[: d.shapes]
     labels = balanced_labels(n, seed)
@@ -244,7 +256,8 @@ def make_synthetic_pairs(
             source=f"synthetic-{name}",
         )
         label = labels[i]
-        pair.reasoning = synthetic_trace(scene.fact, *pair.responses(label), label)
+        full = synthetic_trace(scene.fact, *pair.responses(label), label)
+        pair.reasoning = terse_trace(label) if i in terse else full
         pair.reasoning_label = label
         pairs.append(pair)
     return pairs
@@ -257,6 +270,8 @@ def synthetic_judge_dataset(
     return judge_dataset(make_synthetic_pairs(n, seed, difficulty), seed=seed, both_orders=both_orders)
 
 
-def synthetic_sft_dataset(n: int, seed: int = 0, difficulty: str | SyntheticDifficulty = "easy") -> datasets.Dataset:
+def synthetic_sft_dataset(
+    n: int, seed: int = 0, difficulty: str | SyntheticDifficulty = "easy", *, terse_traces: float = 0.0
+) -> datasets.Dataset:
     """SFT rows (messages with the rule-written `<think>..</think><answer>N</answer>`, images, label, ...)."""
-    return sft_dataset(make_synthetic_pairs(n, seed, difficulty))
+    return sft_dataset(make_synthetic_pairs(n, seed, difficulty, terse_traces=terse_traces))
