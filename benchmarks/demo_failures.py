@@ -1,13 +1,13 @@
-"""Which held-out pairs a demo model gets wrong: greedy, both orders, grouped by the two answers' values,
-their verdicts in the two orders (one verdict for both orders is a default, not a reading), one wrong
-pair's traces, and why: the cosine between the output embeddings of each pair of values (the tiny model ties input
-and output embeddings). Two values whose vectors coincide get the same logit, so the model can neither
-copy one from a response nor name it from the image, however well it reads either.
+"""Which held-out pairs a demo model gets wrong: greedy, both orders, grouped by the two answers' values;
+their verdicts in the two orders (one verdict for both orders is a default, not a reading); one wrong
+pair's traces; and the cosine between the output embeddings of each pair of values (the tiny model
+ties input and output embeddings). Two values whose vectors coincide look alike wherever the model
+reads or writes them, so it cannot copy one of them from a response.
 
     python -m benchmarks.demo_failures outputs/demo/sft outputs/demo/rl
 
-Uses the demo's own held-out pairs (`make_synthetic_pairs(plan.eval_pairs, seed + 1000, difficulty)`) and writes
-`benchmarks/results/demo_failures.json`.
+Uses the demo's own held-out pairs (`make_synthetic_pairs(plan.eval_pairs, seed + 1000, difficulty)`)
+and writes `benchmarks/results/demo_failures.json`.
 """
 
 from __future__ import annotations

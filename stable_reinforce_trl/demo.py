@@ -37,7 +37,7 @@ class DemoPlan:
     difficulty: str = "basic"
     # The cold-start teacher shows its reasoning on 40% of the pairs and only its verdict on the rest.
     terse_traces: float = 0.6
-    sft_pairs: int = 3200  # 400 steps of 8: 1,280 reasoned traces, what the tiny model needs to read the image
+    sft_pairs: int = 3200  # 400 steps of 8, 1,280 of them with the reasoning
     sft_epochs: float = 1.0
     sft_learning_rate: float = 1e-2
     rl_pairs: int = 1024

@@ -91,10 +91,11 @@ def test_terse_traces_keep_the_verdict_and_drop_the_reasoning_for_an_exact_share
     terse = [m for m in mixed if m.reasoning == f"So Response {m.reasoning_label} is better."]
     assert len(terse) == 30  # exactly 60%, not about
     for f, m in zip(full, mixed):  # same pairs, same orders: only the trace's length differs
-        assert (f.question, f.chosen, f.rejected, f.reasoning_label) == (m.question, m.chosen, m.rejected, m.reasoning_label)
+        same = ("question", "chosen", "rejected", "reasoning_label")
+        assert [getattr(f, k) for k in same] == [getattr(m, k) for k in same]
         assert m.reasoning in (f.reasoning, f"So Response {f.reasoning_label} is better.")
-    assert {m.id for m in terse} == {m.id for m in make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6)
-                                     if m.reasoning.startswith("So ")}  # seeded  # fmt: skip
+    again = make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6)
+    assert {m.id for m in terse} == {m.id for m in again if m.reasoning.startswith("So ")}  # seeded
     rows = synthetic_sft_dataset(50, seed=4, difficulty="basic", terse_traces=0.6)
     targets = [row["messages"][1]["content"][0]["text"] for row in rows]
     assert sum(t.startswith("<think>So Response") for t in targets) == 30

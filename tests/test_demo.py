@@ -76,8 +76,6 @@ def test_rl_set_overrides_trainer_config_fields_with_their_types():
 
 
 def test_demo_failures_measures_the_cosine_of_two_values_output_embeddings(tiny_model_dir):
-    import torch
-
     from benchmarks.demo_failures import embedding_cosines, value_token
     from stable_reinforce_trl.judge import Judge
 

@@ -256,8 +256,10 @@ def make_synthetic_pairs(
             source=f"synthetic-{name}",
         )
         label = labels[i]
-        full = synthetic_trace(scene.fact, *pair.responses(label), label)
-        pair.reasoning = terse_trace(label) if i in terse else full
+        if i in terse:
+            pair.reasoning = terse_trace(label)
+        else:
+            pair.reasoning = synthetic_trace(scene.fact, *pair.responses(label), label)
         pair.reasoning_label = label
         pairs.append(pair)
     return pairs
