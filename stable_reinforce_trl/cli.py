@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("stable_reinforce_trl.data.annotate:main", "cold-start traces from a teacher endpoint (resumable)"),
     "select-hard": ("stable_reinforce_trl.data.difficulty:main", "annotations -> SFT traces + RL set of hard pairs"),
     "eval": ("stable_reinforce_trl.evaluation.cli:main", "a judge on a benchmark: both orders, Voting@k, categories"),
+    "sft": ("stable_reinforce_trl.scripts.sft:cli_main", "SFT cold start of a judge from a YAML recipe (--config X.yaml)"),
+    "rl": ("stable_reinforce_trl.scripts.rl:cli_main", "StableReinforce RL of a judge from a YAML recipe (--config X.yaml)"),
 }
 
 

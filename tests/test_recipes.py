@@ -295,14 +295,12 @@ def test_killed_run_resumes_to_the_uninterrupted_result(rl_run, sft_output, tmp_
 
 @pytest.fixture(scope="module")
 def recipe_modules():
-    # The recipes are scripts; their helper modules sit next to them.
-    sys.path.insert(0, str(RECIPES))
-    import judge_datasets
-    import sft_cold_start
-    import stable_reinforce
+    # The recipes in recipes/ are one page over the package's entry points.
+    from stable_reinforce_trl.scripts import judge_datasets
+    from stable_reinforce_trl.scripts import rl as stable_reinforce
+    from stable_reinforce_trl.scripts import sft as sft_cold_start
 
-    yield sft_cold_start, stable_reinforce, judge_datasets
-    sys.path.remove(str(RECIPES))
+    return sft_cold_start, stable_reinforce, judge_datasets
 
 
 def test_lora_sft_merges_and_rl_uses_the_disabled_adapter_as_reference(recipe_modules, tiny_model_dir, tmp_path):
