@@ -35,13 +35,23 @@ class StableReinforceConfig(GRPOConfig):
         > StableReinforce: the advantages
 
         advantage_baseline (`str`, *optional*, defaults to `"batch"`):
-            `"batch"`: reward minus the global batch mean (Reinforce++, the paper). `"group"`: reward minus
-            the mean of the prompt's `num_generations` samples (GRPO).
+            The mean subtracted from each reward: `"batch"`, the global batch mean (Reinforce++, the paper), or
+            `"group"`, the mean of the prompt's `num_generations` samples (GRPO). The scaling is TRL's
+            `scale_rewards` (`"batch"` here by default, the paper's global standardization).
+        advantage_statistics (`str`, *optional*, defaults to `"sequence"`):
+            What each mean and standard deviation of the advantage pipeline weighs: `"sequence"`, every
+            completion once (the paper), or `"token"`, every completion token of the global batch
+            (length-weighted, as the reference script's buffer normalization).
         advantage_filter (`bool`, *optional*, defaults to `True`):
-            After standardizing over the global batch, set every advantage with `|z| > advantage_filter_sigma`
-            to 0 (the sample stays in the batch with no gradient).
+            Set every advantage whose z-score over the global batch exceeds `advantage_filter_sigma` to 0 (the
+            sample stays in the batch with no gradient), whatever `scale_rewards` and the baseline are.
         advantage_filter_sigma (`float`, *optional*, defaults to `3.0`):
             The filter's threshold, in standard deviations.
+        kl_in_reward (`bool`, *optional*, defaults to `False`):
+            With `beta > 0`, penalize the reference's way instead of TRL's: `k1 = old - ref` per token,
+            times `beta`, subtracted from the per-token reward at rollout time (no gradient through it); the
+            per-token returns then go through the same baseline, scaling and filter. `False` keeps TRL's
+            in-loss KL term.
 
         > StableReinforce: the reward (used when the trainer gets no `reward_funcs`)
 
@@ -84,8 +94,15 @@ class StableReinforceConfig(GRPOConfig):
     advantage_baseline: str = field(
         default="batch", metadata={"help": "'batch' (Reinforce++, the paper) or 'group' (GRPO).", "choices": ["batch", "group"]}
     )
+    advantage_statistics: str = field(
+        default="sequence",
+        metadata={"help": "Advantage means/stds weigh each 'sequence' (paper) or each 'token' (reference).", "choices": ["sequence", "token"]},
+    )
     advantage_filter: bool = field(default=True, metadata={"help": "Zero advantages beyond advantage_filter_sigma."})
     advantage_filter_sigma: float = field(default=3.0, metadata={"help": "Advantage filter threshold, in std devs."})
+    kl_in_reward: bool = field(
+        default=False, metadata={"help": "With beta > 0: fold k1 = old - ref into the per-token reward (reference) instead of TRL's in-loss KL."}
+    )
 
     referee: str = field(
         default="rule",
@@ -108,8 +125,11 @@ class StableReinforceConfig(GRPOConfig):
 
     # The paper averages each response's per-token losses ("grpo"); TRL's default is "dapo".
     loss_type: str = field(default="grpo", metadata={"help": GRPOConfig.__dataclass_fields__["loss_type"].metadata["help"]})
-    # StableReinforce standardizes over the global batch; this keeps TRL's own field truthful.
-    scale_rewards: str = field(default="batch", metadata={"help": "Must be 'batch' for StableReinforce."})
+    # The paper standardizes over the global batch; TRL's default is "group". Every TRL value is accepted.
+    scale_rewards: str = field(
+        default="batch",
+        metadata={"help": "Divide advantages by the reward std of the global 'batch' (the paper), each 'group' (TRL's default, True) or 'none' (False)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -125,16 +145,17 @@ class StableReinforceConfig(GRPOConfig):
                 f"loss_type={self.loss_type!r} builds its own objective from the importance ratio, so StableReinforce's "
                 f"pre-clipped PPO loss cannot apply. Use one of {PPO_CLIP_LOSS_TYPES} (the paper: 'grpo')."
             )
-        if self.scale_rewards != "batch":
-            raise ValueError(
-                f"scale_rewards={self.scale_rewards!r}: StableReinforce standardizes advantages over the global batch. "
-                "Leave scale_rewards='batch' and choose the baseline with advantage_baseline='batch' or 'group'."
-            )
-        if self.multi_objective_aggregation != "sum_then_normalize":
-            raise ValueError(
-                "multi_objective_aggregation must be 'sum_then_normalize': StableReinforce standardizes the summed, "
-                "weighted reward over the global batch."
-            )
+        # GRPOConfig maps True/False to "group"/"none"; TRL itself only rejects other values mid-training.
+        for name, allowed in (
+            ("scale_rewards", ("group", "batch", "none")),
+            ("multi_objective_aggregation", ("sum_then_normalize", "normalize_then_sum")),
+            ("advantage_baseline", ("batch", "group")),
+            ("advantage_statistics", ("sequence", "token")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}.")
+        if self.kl_in_reward and self.beta == 0.0:
+            raise ValueError("kl_in_reward=True needs beta > 0: beta is the coefficient of the k1 term in the reward.")
 
     def to_dict(self) -> dict:
         # to_dict feeds W&B's run config and training_args.bin: never let the referee's key into either.

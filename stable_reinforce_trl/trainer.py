@@ -3,8 +3,9 @@
 - reward: with no `reward_funcs`, the R1 reward (format + result + consistency) built from the config;
 - advantages: recomputed from the rewards TRL gathered over all processes (baseline, global
   standardization, sigma filter) and swapped into TRL's batch;
-- loss: TRL's own loss, handed per-token log-probs whose difference from the old ones is already
-  clamped, so TRL's `exp` computes the pre-clipped ratio.
+- loss: TRL's own loss, handed old log-probs rewritten so that its `exp(logps - old)` is the pre-clipped
+  ratio, while its KL term and off-policy mask see the true log-probs;
+- step: an optimizer step whose gradients (or policy forward) hold a NaN/Inf is skipped, on every process.
 
 Everything else (generation, vLLM, distribution, logging, checkpoints) is TRL's, unchanged. The math
 lives in `algorithms.py`; this module only wires it in.
@@ -12,6 +13,7 @@ lives in `algorithms.py`; this module only wires it in.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ import torch
 from trl import GRPOTrainer
 
 from . import algorithms
+from .checkpoints import RestoresFullCheckpoints
 from .config import StableReinforceConfig
 
 METRIC_PREFIX = "stable_reinforce/"
@@ -26,14 +29,14 @@ METRIC_PREFIX = "stable_reinforce/"
 
 @dataclass
 class _PreClipState:
-    """What the loss hook needs while TRL's `_compute_loss` runs: old log-probs, our mask, a counter."""
+    """What the loss hook needs while TRL's `_compute_loss` runs: the batch TRL reads, and a counter of
+    the tokens whose policy log-prob came out non-finite."""
 
-    old_logps: torch.Tensor | None
-    mask: torch.Tensor
+    inputs: dict
     masked: int = 0
 
 
-class StableReinforceTrainer(GRPOTrainer):
+class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
     """Drop-in replacement for [`~trl.GRPOTrainer`] that trains with StableReinforce (R1-Reward).
 
     Takes the same arguments as `GRPOTrainer`; `args` must be a [`StableReinforceConfig`]. When
@@ -58,15 +61,9 @@ class StableReinforceTrainer(GRPOTrainer):
             reward_funcs = [build_r1_reward(args)]
         self._pre_clip_state: _PreClipState | None = None
         self._gathered_rewards: torch.Tensor | None = None
+        self._nonfinite_forwards = 0  # global count of non-finite policy log-probs in this accumulation window
+        self._nonfinite_steps_skipped = 0
         super().__init__(model, reward_funcs, args, *pos, **kwargs)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        # transformers 5.23 resumes Qwen2.5-VL with the checkpoint's optimizer but the *initial* weights
-        # (its saved key names match none of the model's; huggingface/transformers#43701).
-        from .checkpoints import restore_model_weights
-
-        restore_model_weights(self, resume_from_checkpoint)
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     # ----------------------------------------------------------------------------------------- advantages
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -78,45 +75,113 @@ class StableReinforceTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         rewards_per_func, self._gathered_rewards = self._gathered_rewards, None
-        # Same weighting as TRL; a row every reward function skipped (all None) stays NaN -> advantage 0.
-        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
-        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        advantages, filtered = algorithms.stable_reinforce_advantages(
-            rewards, baseline=self.args.advantage_baseline, group_size=group_size, sigma=self.args.advantage_sigma
-        )
+        if self.args.multi_objective_aggregation == "normalize_then_sum":
+            rewards = algorithms.normalize_then_sum(rewards_per_func, self.reward_weights, group_size)
+        else:  # same weighting as TRL; a row every reward function skipped (all None) stays NaN -> advantage 0
+            rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
+            rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        values, weights, local_width = self._advantage_inputs(output, rewards, mode)
+        options = dict(baseline=self.args.advantage_baseline, group_size=group_size, scale=self.args.scale_rewards, weights=weights)
+        advantages, filtered = algorithms.stable_reinforce_advantages(values, sigma=self.args.advantage_sigma, **options)
         local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
-        output["advantages"] = advantages[local]
+        output["advantages"] = advantages[local] if local_width is None else advantages[local, :local_width]
 
-        # The completions table shows TRL's advantages for this batch: show ours instead.
+        # The completions table shows TRL's advantages for this batch: show ours (a sequence's mean if per token).
+        shown = advantages if weights is None or advantages.dim() == 1 else (advantages * (weights > 0)).sum(-1) / (weights > 0).sum(-1).clamp(min=1)
         logged = self._logs["advantages"]
-        for _ in range(min(len(advantages), len(logged))):
+        for _ in range(min(len(shown), len(logged))):
             logged.pop()
-        logged.extend(advantages.tolist())
+        logged.extend(shown.tolist())
 
         metrics = self._metrics[mode]
-        metrics[METRIC_PREFIX + "advantage_filtered_frac"].append(filtered.float().mean().item())
-        raw_z = algorithms.standardize_and_filter(
-            algorithms.advantage_baseline(rewards, self.args.advantage_baseline, group_size), sigma=None
-        )[0]
-        metrics[METRIC_PREFIX + "advantage_max_abs_z"].append(raw_z.abs().max().item())
+        counted = torch.ones_like(filtered) if weights is None else weights > 0
+        metrics[METRIC_PREFIX + "advantage_filtered_frac"].append(((filtered & counted).sum() / counted.sum().clamp(min=1)).item())
+        metrics[METRIC_PREFIX + "advantage_max_abs_z"].append(algorithms.advantage_zscores(values, **options).abs().max().item())
         return output
+
+    def _advantage_inputs(self, output: dict, rewards: torch.Tensor, mode: str):
+        """What the advantage pipeline runs on, over the global batch: the rewards (N,) or, with
+        `kl_in_reward`, per-token returns (N, T); each value's weight (None: each completion once); and
+        this process's completion width (to slice per-token advantages back), None for (N,)."""
+        token = self.args.advantage_statistics == "token"
+        if not (token or self.args.kl_in_reward):
+            return rewards, None, None
+        mask = output["completion_mask"] if "tool_mask" not in output else output["completion_mask"] * output["tool_mask"]
+        mask = mask.float()
+        if not self.args.kl_in_reward:
+            return rewards, self.accelerator.gather(mask.sum(-1)), None
+        k1 = self._rollout_policy_logps(output, mode) - output["ref_per_token_logps"]
+        k1 = torch.nan_to_num(k1, nan=0.0, posinf=0.0, neginf=0.0) * mask  # unscorable tokens: no KL evidence
+        global_mask = self.accelerator.gather(self.accelerator.pad_across_processes(mask, dim=1))
+        global_k1 = self.accelerator.gather(self.accelerator.pad_across_processes(k1, dim=1))
+        kl = self.accelerator.reduce(torch.stack([k1.sum(), mask.sum()]), reduction="sum")
+        self._metrics[mode]["kl"].append((kl[0] / kl[1].clamp(min=1)).item())  # TRL's key: the KL being penalized
+        returns = algorithms.per_token_returns(rewards, global_k1, global_mask, self.args.beta)
+        weights = global_mask if token else global_mask / global_mask.sum(-1, keepdim=True).clamp(min=1)
+        return returns, weights, mask.size(1)
+
+    @torch.no_grad()
+    def _rollout_policy_logps(self, output: dict, mode: str) -> torch.Tensor:
+        """The policy's log-probs of the rollout: TRL's old log-probs when it computed them, else one
+        no-grad forward (TRL skips it when the first optimization step sees the same weights)."""
+        if output.get("old_per_token_logps") is not None:
+            return output["old_per_token_logps"]
+        keys = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
+                "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")  # fmt: skip
+        batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            self.model,
+            torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+            torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
+            output["completion_ids"].size(1),
+            batch_size=batch_size,
+            **{key: output[key] for key in keys if key in output},
+        )
+        return logps
 
     # ----------------------------------------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs, masked = self._mask_nonfinite_inputs(inputs)
-        with self._pre_clip_context(inputs.get("old_per_token_logps"), inputs["completion_mask"]) as state:
-            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        beta = self.beta
+        with self._pre_clip_context(inputs) as state:
+            if self.args.kl_in_reward:
+                self.beta = 0.0  # the KL is already in the advantages: TRL must not add its in-loss term
+            try:
+                loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            finally:
+                self.beta = beta
         mode = "train" if self.model.training else "eval"
-        total = self.accelerator.reduce(torch.tensor(float(masked + state.masked), device=loss.device), reduction="sum")
-        self._metrics[mode][METRIC_PREFIX + "nonfinite_tokens_masked"].append(total.item())
+        counts = torch.tensor([float(masked), float(state.masked)], device=loss.device)
+        counts = self.accelerator.reduce(counts, reduction="sum")  # every process takes the same decision below
+        self._metrics[mode][METRIC_PREFIX + "nonfinite_tokens_masked"].append(counts.sum().item())
+        if mode == "train":
+            self._nonfinite_forwards += int(counts[1].item())
         return loss
 
+    def _get_grad_norm(self, model, grad_norm=None):
+        # transformers calls this once per optimizer step, after clipping and right before `optimizer.step()`.
+        # Its norm is already global (DDP all-reduces the grads first; FSDP's clip all-reduces the norm).
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        if self.is_deepspeed_enabled:
+            return grad_norm  # DeepSpeed's engine has already stepped inside `backward`: nothing to skip here
+        forwards, self._nonfinite_forwards = self._nonfinite_forwards, 0
+        if forwards or not math.isfinite(float(grad_norm)):
+            # A NaN that reached any gradient (backward through an inf logit writes NaN even where the loss
+            # masked the token) would poison the weights. With every grad None, torch optimizers leave every
+            # parameter and its moments untouched: the update is skipped, not just zeroed (Adam's momentum
+            # would still move zeroed parameters).
+            model.zero_grad(set_to_none=True)
+            self._nonfinite_steps_skipped += 1
+        # TRL's convention for a running count (as `num_tokens`): one value, the total so far.
+        self._metrics["train"][METRIC_PREFIX + "nonfinite_steps_skipped"] = [float(self._nonfinite_steps_skipped)]
+        return grad_norm
+
     @contextmanager
-    def _pre_clip_context(self, old_logps: torch.Tensor | None, mask: torch.Tensor):
+    def _pre_clip_context(self, inputs: dict):
         # Only the policy forward inside compute_loss is pre-clipped; generation-time passes
         # (old and reference log-probs) go through `_get_per_token_logps_and_entropies` untouched.
-        self._pre_clip_state = _PreClipState(old_logps, mask)
+        self._pre_clip_state = _PreClipState(inputs)
         try:
             yield self._pre_clip_state
         finally:
@@ -128,31 +193,47 @@ class StableReinforceTrainer(GRPOTrainer):
         )
         if self._pre_clip_state is None:
             return logps, entropies, aux_loss
-        return self._pre_clip(logps, self._pre_clip_state), entropies, aux_loss
+        logps, entropies = self._pre_clip(logps, entropies, self._pre_clip_state)
+        return logps, entropies, aux_loss
 
-    def _pre_clip(self, logps: torch.Tensor, state: _PreClipState) -> torch.Tensor:
-        """Per-token log-probs `logps'` with `logps' - old = clamp(logps - old, *bounds)`.
+    def _pre_clip(self, logps: torch.Tensor, entropies: torch.Tensor | None, state: _PreClipState):
+        """Rewrite the batch TRL's `_compute_loss` is about to read so that only its importance ratio is
+        pre-clipped: its old log-probs become `old' = logps - clamp(logps - old, *bounds)`, not detached, so
+        TRL's `exp(logps - old')` is the paper's pre-clipped ratio in value and gradient (zero outside the
+        window), while the policy log-probs it returns (and TRL's KL term, its logged `kl`, its off-policy
+        mask) stay unclamped. TRL reads the batch only after this forward returns.
 
-        TRL computes `exp(logps' - old)`, which is then exactly the paper's pre-clipped ratio, with the
-        clamp's gradient (zero outside the window). Doing it here instead of copying TRL's 270-line
-        loss keeps every TRL loss option (aggregations, vLLM IS correction, entropy masking) intact.
+        A NaN/Inf log-prob or entropy from this forward contributes nothing to the loss (zero advantage,
+        ratio 1, KL 0), whatever mask TRL builds; the optimizer step is then skipped (`_get_grad_norm`).
         """
         mode = "train" if self.model.training else "eval"
-        old_logps, mask = state.old_logps, state.mask
-        valid = mask.bool()
-        # A NaN/Inf log-prob from this forward pass: drop the token from the loss. `mask` is our copy,
-        # and TRL reads it only after this call, when it aggregates the per-token losses.
-        bad = ~torch.isfinite(logps) & valid
+        inputs = state.inputs
+        old_logps = inputs.get("old_per_token_logps")
+        valid = inputs["completion_mask"].bool()
+        if "tool_mask" in inputs:
+            valid = valid & inputs["tool_mask"].bool()
+        bad = ~torch.isfinite(logps)
+        if entropies is not None:
+            bad = bad | ~torch.isfinite(entropies)
+        bad = bad & valid
         if bad.any():
-            reference = old_logps if old_logps is not None else torch.zeros_like(logps)
-            logps = torch.where(bad, reference.detach(), logps)
-            mask.mul_((~bad).to(mask.dtype))
-            valid = valid & ~bad
             state.masked += int(bad.sum())
+            anchor = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None  # KL 0 at the token
+            anchor = anchor if anchor is not None else old_logps if old_logps is not None else torch.zeros_like(logps)
+            logps = torch.where(bad, anchor.detach(), logps)
+            if entropies is not None:
+                entropies = torch.where(bad, torch.zeros_like(entropies), entropies)
+            advantages = inputs["advantages"]
+            advantages = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
+            inputs["advantages"] = advantages * ~bad
+            if "sampling_per_token_logps" in inputs:
+                inputs["sampling_per_token_logps"] = torch.where(bad, logps.detach(), inputs["sampling_per_token_logps"])
+            valid = valid & ~bad
 
         if old_logps is None:  # TRL will use logps.detach() as old: the ratio is exactly 1
             log_ratio = torch.zeros_like(logps)
         else:
+            old_logps = torch.where(bad, logps.detach(), old_logps)
             log_ratio = (logps - old_logps).detach()
         abs_log_ratio = log_ratio.abs().masked_fill(~valid, 0.0)
         bounds = self.args.log_ratio_bounds
@@ -164,16 +245,20 @@ class StableReinforceTrainer(GRPOTrainer):
         self._metrics[mode][METRIC_PREFIX + "pre_clip_frac"].append((stats[0] / stats[1].clamp(min=1)).item())
         self._metrics[mode][METRIC_PREFIX + "log_ratio_max_abs"].append(max_abs.item())
 
-        if bounds is None or old_logps is None:
-            return logps
-        return old_logps + (logps - old_logps).clamp(*bounds)
+        if old_logps is not None:
+            if self.off_policy_mask_threshold is not None:  # it falls back to the old log-probs: the true ones
+                inputs.setdefault("sampling_per_token_logps", old_logps)
+            inputs["old_per_token_logps"] = logps - (logps - old_logps).clamp(*bounds) if bounds else old_logps
+        return logps, entropies
 
     def _mask_nonfinite_inputs(self, inputs: dict) -> tuple[dict, int]:
         """Drop tokens whose old/reference log-prob or vLLM IS ratio is NaN/Inf (vLLM marks tokens it
-        could not score with NaN), so one bad token cannot turn the step's loss into NaN."""
-        mask = inputs["completion_mask"].clone()  # our copy: `_pre_clip` may mask further in place
-        inputs = {**inputs, "completion_mask": mask}
-        before = int(mask.sum())
+        could not score with NaN), so one bad token cannot turn the step's loss into NaN.
+
+        The drop goes into `tool_mask`, which TRL multiplies into its loss mask, not `completion_mask`,
+        which is also the attention mask of the forward: the later tokens still see the dropped one."""
+        inputs = dict(inputs)  # our copy: `_pre_clip` rewrites entries of it for TRL's loss
+        keep = torch.ones_like(inputs["completion_mask"], dtype=torch.bool)
         for key, neutral in (("old_per_token_logps", 0.0), ("ref_per_token_logps", 0.0), ("importance_sampling_ratio", 1.0)):
             value = inputs.get(key)
             if value is None or value.dim() != 2:
@@ -181,5 +266,10 @@ class StableReinforceTrainer(GRPOTrainer):
             bad = ~torch.isfinite(value)
             if bad.any():
                 inputs[key] = value.masked_fill(bad, neutral)
-                mask.mul_((~bad).to(mask.dtype))
-        return inputs, before - int(mask.sum())
+                keep = keep & ~bad
+        if keep.all():
+            return inputs, 0
+        counted = inputs["completion_mask"].bool() if "tool_mask" not in inputs else (inputs["completion_mask"] * inputs["tool_mask"]).bool()
+        tool_mask = inputs.get("tool_mask", torch.ones_like(inputs["completion_mask"]))
+        inputs["tool_mask"] = tool_mask * keep.to(tool_mask.dtype)
+        return inputs, int((counted & ~keep).sum())

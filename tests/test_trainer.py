@@ -121,8 +121,21 @@ def test_nonfinite_old_logps_are_masked_and_counted(tiny_model_dir, tmp_path):
 def test_rejects_options_the_loss_cannot_honour(tmp_path):
     with pytest.raises(ValueError, match="loss_type='cispo'"):
         make_config(tmp_path, loss_type="cispo")
-    with pytest.raises(ValueError, match="scale_rewards='group'"):
-        make_config(tmp_path, scale_rewards="group")
+    for loss_type in ("sapo", "vespo"):
+        with pytest.raises(ValueError, match=f"loss_type='{loss_type}'"):
+            make_config(tmp_path, loss_type=loss_type)
+    with pytest.raises(ValueError, match="scale_rewards='std'"):
+        make_config(tmp_path, scale_rewards="std")
+    with pytest.raises(ValueError, match="kl_in_reward=True needs beta > 0"):
+        make_config(tmp_path, kl_in_reward=True)
+
+
+def test_accepts_every_trl_reward_scaling(tmp_path):
+    # GRPOConfig's own spellings: True/False are "group"/"none"; the paper's default stays "batch".
+    assert make_config(tmp_path).scale_rewards == "batch"
+    for value, meaning in (("group", "group"), (True, "group"), ("batch", "batch"), ("none", "none"), (False, "none")):
+        assert make_config(tmp_path, scale_rewards=value).scale_rewards == meaning
+    assert make_config(tmp_path, multi_objective_aggregation="normalize_then_sum").multi_objective_aggregation == "normalize_then_sum"
 
 
 def test_needs_its_own_config(tiny_model_dir, tmp_path):
