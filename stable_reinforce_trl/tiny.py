@@ -91,7 +91,7 @@ def build_tiny_processor(vocab_size: int = 1024):
     )
 
 
-def build_tiny_model(processor, seed: int = 0, **text_overrides):
+def build_tiny_model(processor, seed: int = 0, tie_word_embeddings: bool = True, **text_overrides):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     tok = processor.tokenizer
@@ -115,7 +115,7 @@ def build_tiny_model(processor, seed: int = 0, **text_overrides):
         video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
         vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
         vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"),
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
@@ -124,14 +124,15 @@ def build_tiny_model(processor, seed: int = 0, **text_overrides):
     return model
 
 
-def make_tiny_model(output_dir: str | Path, seed: int = 0, **text_overrides) -> Path:
+def make_tiny_model(output_dir: str | Path, seed: int = 0, tie_word_embeddings: bool = True, **text_overrides) -> Path:
     """Build and save a tiny Qwen2.5-VL (model, tokenizer, processor) so `from_pretrained(output_dir)` loads it.
 
-    Deterministic for a seed: the same seed writes the same weights.
+    Deterministic for a seed: the same seed writes the same weights. `tie_word_embeddings=False` gives the
+    7B's layout (a separate `lm_head`); the default ties them, as the 3B does.
     """
     output_dir = Path(output_dir)
     processor = build_tiny_processor()
-    model = build_tiny_model(processor, seed=seed, **text_overrides)
+    model = build_tiny_model(processor, seed=seed, tie_word_embeddings=tie_word_embeddings, **text_overrides)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)

@@ -25,7 +25,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
-from ..checkpoints import restore_model_weights
+from ..checkpoints import RestoresFullCheckpoints
 from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset
 from .resume import resolve_checkpoint
 
@@ -82,7 +82,11 @@ def main(script_args, training_args, model_args):
     # `messages` + `images` rows go through SFTTrainer's own vision collator; with `assistant_only_loss` it
     # swaps in TRL's Qwen2.5-VL training template, so only the judge's answer is learned, not the prompt.
     peft_config = get_peft_config(model_args)
-    trainer = SFTTrainer(
+    # Resuming and load_best_model_at_end restore Qwen2.5-VL's weights (stable_reinforce_trl.checkpoints).
+    class JudgeSFTTrainer(RestoresFullCheckpoints, SFTTrainer):
+        pass
+
+    trainer = JudgeSFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=dataset[script_args.dataset_train_split],
@@ -92,8 +96,6 @@ def main(script_args, training_args, model_args):
     )
 
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if checkpoint is not None:
-        restore_model_weights(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.accelerator.print("✅ Training completed.")
 
