@@ -86,9 +86,19 @@ def test_always_one_judge_on_vl_rewardbench(tmp_path, pairs, tiny_model_dir, cap
     # chosen-first prompts are half of `both`'s: all came from the shared cache
     assert both["samples_generated"] == 16
     assert first["prompts_cached"] == first["prompts"] == 8 and first["samples_generated"] == 0
+    assert [both["accuracy"][name]["accuracy"] for name in both["accuracy"]] == [0.5, 0.0, 1.0]
+    assert both["accuracy"]["order_averaged"]["categories"]["hallucination"] == {"n": 4, "accuracy": 0.5}
+    assert list(rand["accuracy"]) == ["random_order"] and rand["accuracy"]["random_order"]["accuracy"] == 0.5
     markdown = (tmp_path / "both.md").read_text()
-    assert "| hallucination | 4 | 0.00 | 0.00 |" in markdown
+    table = markdown[markdown.index("| number |"):]
+    assert table.splitlines()[2].startswith("| **order-averaged** accuracy (greedy) | 50.00 | 8 | each pair judged")
+    assert "| both orders accuracy (greedy) | 0.00 | 8 |" in markdown
+    assert "| chosen first accuracy (greedy) | 100.00 | 8 |" in markdown
+    assert "| hallucination | 4 | 50.00 | 0.00 | 100.00 |" in markdown
     assert "| position bias (first - second) | 100.00 |" in markdown
+    for named in (f"- model: `{tiny_model_dir}`", f"- data: `{data}` (8 pairs)", "- protocol: `ours`",
+                  "- order: `both`", "- k: 1 (greedy)"):
+        assert named in markdown
     assert "judging" in capsys.readouterr().err  # the progress bar
 
 
@@ -101,22 +111,6 @@ def test_converted_vl_rewardbench_ids_give_the_categories(tmp_path, pairs, alway
     counts = {name: c["n"] for name, c in report["categories"].items()}
     assert counts == {"general": 2, "hallucination": 4, "reasoning": 2}
     assert skipped.total == 0
-
-
-def test_multimodal_rewardbench_categories(tmp_path, pairs, always_one):
-    rows = []
-    for i, p in enumerate(pairs):
-        better_first = i % 2 == 0
-        rows.append({
-            "ID": f"mm-{i}", "Text": p.question, "Image": f"imgs/{_png(tmp_path / f'imgs/{i}.png')}",
-            "Output1": p.chosen if better_first else p.rejected, "Output2": p.rejected if better_first else p.chosen,
-            "Better": "Output1" if better_first else "Output2", "Category": ["reasoning", "safety"][i % 2],
-        })
-    loaded, _ = load_benchmark("multimodal-rewardbench", _jsonl(tmp_path / "mmrb.jsonl", rows))
-    report = evaluate(loaded, always_one, benchmark="multimodal-rewardbench", order="chosen-first", progress=False)
-    assert report["categories"] == {"reasoning": {"n": 4, "accuracy": 1.0, "any_at_k": 1.0},
-                                    "safety": {"n": 4, "accuracy": 1.0, "any_at_k": 1.0}}
-    assert report["accuracy_by_order"]["chosen_second"] == {"n": 0, "accuracy": None}
 
 
 def mm_rlhf_jsonl(tmp_path, pairs):

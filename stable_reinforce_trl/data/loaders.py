@@ -7,6 +7,8 @@ Formats (`format=`, "auto" guesses from the first row's keys):
   exports, and this package's annotation files); `image` may be a folder of video frames.
 - `vl-rewardbench`: `id, query, response[2], image (embedded), human_ranking, query_source`.
 - `multimodal-rewardbench`: `ID, Text, Image (path), Output1, Output2, Better, Category`.
+- `judge`: judge rows, what `stable-reinforce convert` and `select-hard` write (`prompt` or SFT `messages`
+  holding the filled judge prompt, `images`, `videos`, `label`), read back into pairs (for `eval`).
 - `columns`: any jsonl or HF dataset with a user-given column mapping.
 
 Relative image paths are resolved against `image_root` (default: the data file's folder). Images
@@ -27,7 +29,7 @@ from ..prompts import parse_verdict
 from .pairs import PreferencePair, judge_dataset
 from .validation import IMAGE_CHECKS, InvalidRowError, RowContext, SkipReport, check_pair
 
-FORMATS = ("r1-reward", "pairs", "vl-rewardbench", "multimodal-rewardbench", "columns")
+FORMATS = ("r1-reward", "pairs", "vl-rewardbench", "multimodal-rewardbench", "judge", "columns")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 PAIR_FIELDS = ("id", "question", "chosen", "rejected", "images", "video", "category", "source")
 # Keys a `columns` mapping may name: either chosen/rejected, or response1/response2 plus label.
@@ -219,7 +221,7 @@ def _vl_rewardbench(row: dict, ctx: RowContext, media: _Media) -> PreferencePair
     return PreferencePair(
         id=str(_get(row, "id", ctx)), question=_text(_get(row, "query", ctx)), chosen=_text(chosen),
         rejected=_text(rejected), images=pics, video=video, category=row.get("query_source") or "",
-        source="vl-rewardbench",
+        source="vl-rewardbench", label=first,
     )
 
 
@@ -233,7 +235,35 @@ def _multimodal_rewardbench(row: dict, ctx: RowContext, media: _Media) -> Prefer
     return PreferencePair(
         id=str(_get(row, "ID", ctx)), question=_text(_get(row, "Text", ctx)),
         chosen=out1 if better == "1" else out2, rejected=out2 if better == "1" else out1, images=pics, video=video,
-        category=row.get("Category") or "", source="multimodal-rewardbench",
+        # The released all_data.json nests it as Meta.Category (what its 2_get_accuracy.py reads).
+        category=row.get("Category") or (row.get("Meta") or {}).get("Category") or "",
+        source="multimodal-rewardbench", label=better,
+    )
+
+
+def _judge(row: dict, ctx: RowContext, media: _Media) -> PreferencePair:
+    key = "prompt" if row.get("prompt") is not None else "messages"
+    chat = _get(row, key, ctx, "give the judge prompt as `prompt` (RL rows) or `messages` (SFT rows)")
+    try:
+        chat = json.loads(chat) if isinstance(chat, str) else chat
+        content = next(m for m in chat if m.get("role") == "user")["content"]
+    except (json.JSONDecodeError, StopIteration, AttributeError, TypeError, KeyError) as exc:
+        raise ctx.error(key, "malformed field", f"not a chat with a user turn ({exc})",
+                        "give the chat as a list of {role, content} messages") from None
+    parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    found = _JUDGE_PARTS.search("".join(p.get("text") or "" for p in parts if p.get("type") == "text"))
+    if not found:
+        raise ctx.error(key, "malformed field", "the user text is not the filled judge prompt",
+                        "the text must hold '[Question]:', '[Response 1]:', '[Response 2]:' and '**Output Format'")
+    question, answer1, answer2 = (s.strip() for s in found.groups())
+    label = _label(_get(row, "label", ctx), ctx, "label", _MAPPED_LABELS)
+    videos = row.get("videos") or []
+    return PreferencePair(
+        id=str(row.get("id") or ctx.where), question=question, chosen=answer1 if label == "1" else answer2,
+        rejected=answer2 if label == "1" else answer1,
+        images=[media.image(v, ctx, "images") for v in row.get("images") or []],
+        video=[media.image(v, ctx, "videos") for v in videos[0]] if videos else None,
+        category=row.get("category") or "", source=row.get("source") or "judge", label=label,
     )
 
 
@@ -279,6 +309,7 @@ _CONVERTERS = {
     "pairs": _pairs,
     "vl-rewardbench": _vl_rewardbench,
     "multimodal-rewardbench": _multimodal_rewardbench,
+    "judge": _judge,
 }
 # Pair attributes -> the column a message should name, per format.
 _FIELD_NAMES = {
@@ -288,6 +319,7 @@ _FIELD_NAMES = {
     "multimodal-rewardbench": dict(
         question="Text", chosen="Output1/Output2", rejected="Output1/Output2", images="Image"
     ),
+    "judge": dict(question="prompt", chosen="prompt", rejected="prompt", images="images"),
 }
 
 
@@ -302,6 +334,8 @@ def detect_format(row: dict) -> str:
         return "multimodal-rewardbench"
     if {"prompt", "chosen", "rejected"} <= keys:
         return "pairs"
+    if "label" in keys and keys & {"prompt", "messages"}:
+        return "judge"
     raise ValueError(f"cannot tell the format of a row with keys {sorted(keys)}; pass format= or a column mapping")
 
 

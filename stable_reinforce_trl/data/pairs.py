@@ -29,6 +29,9 @@ class PreferencePair:
     annotation fields are filled by `stable-reinforce annotate`: `reasoning` is the teacher's trace
     written for the prompt in which `chosen` sat at position `reasoning_label`; `attempts` is how
     many tries the teacher needed (None: not annotated); `failed` means no try matched the label.
+    `label` is where the source itself showed `chosen` ("1"/"2") when it fixes an order (Multimodal
+    RewardBench's Output1/Output2, VL-RewardBench's response list, a judge row): the order an official
+    benchmark protocol scores in. None for sources that only say chosen/rejected.
     """
 
     id: str
@@ -43,6 +46,7 @@ class PreferencePair:
     reasoning_label: str | None = None
     attempts: int | None = None
     failed: bool = False
+    label: str | None = None
 
     def responses(self, label: str) -> tuple[str, str]:
         """(Response 1, Response 2) for the prompt whose correct answer is `label`."""

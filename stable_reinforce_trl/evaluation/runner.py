@@ -19,7 +19,7 @@ from ..data.pairs import PreferencePair
 from ..data.records import pair_key
 from ..judge import Judge, JudgeRequest
 from ..prompts import parse_verdict
-from .scoring import JudgedOrder, JudgedPair, benchmark_category, orders_for, summarize
+from .scoring import JudgedOrder, JudgedPair, benchmark_category, official_summary, schedule, summarize
 
 
 class GenerationCache:
@@ -84,29 +84,34 @@ def evaluate(
     judge: Judge,
     *,
     benchmark: str = "pairs",
-    order: str = "both",
+    order: str | None = None,
     k: int = 1,
     seed: int = 0,
+    protocol: str = "ours",
     cache: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
-    """Judge every pair in the `order`s asked (`both`, `random`, `chosen-first`) with k samples each and
-    return `scoring.summarize`'s metrics plus the run's settings, counts and throughput.
+    """Judge every pair as the protocol asks and return its metrics plus the run's settings, counts and
+    throughput.
 
+    `protocol="ours"` (default): every pair in the `order`s asked (`both`, the default; `random`;
+    `chosen-first`) with k samples each, scored by `scoring.summarize`. `protocol="official"`: in the
+    benchmark's own order (`scoring.schedule`), scored by `scoring.official_summary`.
     `cache`: a jsonl path for generations (resumable); None keeps nothing.
     """
     started = time.perf_counter()
-    plan = orders_for(len(pairs), order, seed)
+    order, plan = schedule(len(pairs), protocol=protocol, benchmark=benchmark, order=order, k=k, seed=seed,
+                           released=[p.label for p in pairs])
     keys = [pair_key(p) for p in pairs]
     settings = judge.settings(k)
     store = GenerationCache(cache, settings) if cache is not None else None
     texts: dict[tuple[int, str], list[str]] = {}
     todo: dict[int, list[tuple[int, str]]] = defaultdict(list)  # samples missing -> units
-    for i, labels in enumerate(plan):
-        for label in labels:
-            texts[(i, label)] = store.get(keys[i], label, k) if store else []
-            if len(texts[(i, label)]) < k:
-                todo[k - len(texts[(i, label)])].append((i, label))
+    for i, wanted in enumerate(plan):
+        for label, count in wanted.items():
+            texts[(i, label)] = store.get(keys[i], label, count) if store else []
+            if len(texts[(i, label)]) < count:
+                todo[count - len(texts[(i, label)])].append((i, label))
     units = sum(map(len, plan))
     cached_units = units - sum(map(len, todo.values()))
 
@@ -135,18 +140,21 @@ def evaluate(
         JudgedPair(
             id=pair.id,
             category=benchmark_category(benchmark, pair.category, pair.id),
-            orders=tuple(JudgedOrder(label, tuple(parse_verdict(t) for t in texts[(i, label)])) for label in plan[i]),
+            orders=tuple(JudgedOrder(label, tuple(parse_verdict(t) for t in texts[(i, label)]))
+                         for label in plan[i]),
             group=pair.id,
         )
         for i, pair in enumerate(pairs)
     ]
+    metrics = summarize(judged, benchmark, order) if protocol == "ours" else official_summary(judged, benchmark)
     elapsed = time.perf_counter() - started
     return {
         "benchmark": benchmark,
+        "protocol": protocol,
         "order": order,
         "k": k,
         "seed": seed,
-        **summarize(judged, benchmark),
+        **metrics,
         "generation": settings,
         "prompts": units,
         "prompts_cached": cached_units,

@@ -10,10 +10,16 @@ verdicts (1, 2 or "invalid"), one per sample.
 - A pair is right only when it is right in every order it was judged in: a judge that always
   answers "1" is right in the chosen-first order and wrong in the other, so it scores 0 under
   `both`, not the 100% that the reference evaluation (chosen always first) gives it.
+- The `accuracy` block puts a number next to published ones: `order_averaged` scores each judgment
+  of a pair judged in both orders (the expected accuracy under a random order: the always-"1" judge
+  reads 50%), beside the strict `both_orders` (0%) and the reference's `chosen_first` (100%).
+- `--protocol official` scores each benchmark as its own released script does (`official_summary`).
 """
 
 from __future__ import annotations
 
+import math
+import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from ..prompts import INVALID, Verdict
 
 ORDERS = ("both", "random", "chosen-first")
 BENCHMARKS = ("vl-rewardbench", "multimodal-rewardbench", "mm-rlhf-rewardbench", "pairs")
+PROTOCOLS = ("ours", "official")
 UNCATEGORIZED = "uncategorized"
 
 
@@ -58,6 +65,56 @@ def orders_for(n: int, order: str, seed: int = 0) -> list[tuple[str, ...]]:
     if order == "random":
         return [(label,) for label in balanced_labels(n, seed)]
     raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+
+
+def random_passes(n: int, k: int, seed: int = 0) -> list[tuple[str, ...]]:
+    """VL-RewardBench's k passes: pass j shows each pair in its own random order (seeded, each pass exactly
+    balanced). Pass 0 is `orders_for(n, "random", seed)`, so a k = 1 run shares its generations."""
+    passes = [balanced_labels(n, seed + j) for j in range(k)]
+    return [tuple(p[i] for p in passes) for i in range(n)]
+
+
+# What each protocol judges when the user does not say: ours both orders; the official scripts their own.
+OFFICIAL_ORDERS = {
+    "vl-rewardbench": "random-passes",  # cal.py: k passes, each pair in a random order per pass
+    "multimodal-rewardbench": "released",  # 2_get_accuracy.py: Output1/Output2 as in the file
+    "mm-rlhf-rewardbench": "random",  # the file fixes no order; chosen-first is the reference's (--order)
+    "pairs": "random-passes",  # no script of its own: scored as VL-RewardBench's cal.py
+}
+
+
+def schedule(
+    n: int, *, protocol: str = "ours", benchmark: str = "pairs", order: str | None = None, k: int = 1,
+    seed: int = 0, released: Sequence[str | None] = (),
+) -> tuple[str, list[dict[str, int]]]:
+    """(the order's name, per pair `{label: samples to generate}`) for a protocol.
+
+    `ours`: `order` (default both), k samples in each. `official`: the benchmark's own order
+    (`OFFICIAL_ORDERS`); MM-RLHF-RewardBench takes `random` or `chosen-first`. `released` holds each
+    pair's `PreferencePair.label` (the order the file shows), for `released`.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "ours":
+        order = order or "both"
+        return order, [{label: k for label in labels} for labels in orders_for(n, order, seed)]
+    official = OFFICIAL_ORDERS[benchmark]
+    if order is not None and not (official == "random" and order in ("random", "chosen-first")):
+        fixed = {"random-passes": "k passes, each pair in a seeded random order per pass",
+                 "released": "the order the file shows (Output1, Output2)"}.get(official)
+        allowed = f"fixes the order ({fixed})" if fixed else "takes --order random or chosen-first"
+        raise ValueError(f"--protocol official for {benchmark} {allowed}; got --order {order}. Drop --order, "
+                         f"or use --protocol ours for another order.")
+    order = order or official
+    if order == "random-passes":
+        return order, [dict(sorted(Counter(passes).items())) for passes in random_passes(n, k, seed)]
+    if order == "released":
+        if len(released) != n or None in released:
+            raise ValueError(f"--protocol official for {benchmark} scores in the order the file shows the two "
+                             f"responses, and these pairs have none (a chosen/rejected file): give the released "
+                             f"file (Output1/Output2/Better), or use --protocol ours")
+        return order, [{label: k} for label in released]
+    return order, [{label: k for label in labels} for labels in orders_for(n, order, seed)]
 
 
 # ------------------------------------------------------------------------------------------- voting
@@ -99,6 +156,8 @@ def accuracy(flags: Iterable[bool]) -> float | None:
 # so "RLAIF-V", "rlaif_v" and "rlaifv" are one source.
 VL_REWARDBENCH_SOURCES = {
     "wildvision": "general",
+    "vlfeedback": "general",
+    "reasoningtasks": "reasoning",  # cal.py's folder name for MMMU-Pro + MathVerse
     "povid": "hallucination",
     "rlaifv": "hallucination",
     "rlhfv": "hallucination",
@@ -144,11 +203,40 @@ def vl_rewardbench_category(query_source: str, pair_id: str) -> str:
     return vl_rewardbench_category_from_source(query_source) or vl_rewardbench_category_from_id(pair_id)
 
 
+def multimodal_rewardbench_category(category: str, pair_id: str) -> str:
+    """The split of Multimodal RewardBench's `scripts/2_get_accuracy.py`: `safety` is `safety/bias` for PAIRS
+    ids (`pairs...`) and `safety/toxicity` otherwise; `reasoning` is `reasoning/math` for `math...` ids
+    (MathVista) and `reasoning/coding` otherwise; the other categories as released."""
+    pair_id = pair_id.lower()
+    if category == "safety":
+        return "safety/bias" if pair_id.startswith("pairs") else "safety/toxicity"
+    if category == "reasoning":
+        return "reasoning/math" if pair_id.startswith("math") else "reasoning/coding"
+    return category or UNCATEGORIZED
+
+
+# MM-RLHF-RewardBench's categories, in the order its scoring script tries them.
+MM_RLHF_CATEGORIES = ("mcq", "long", "short", "safety", "video")
+
+
+def mm_rlhf_category(media_path: str) -> str:
+    """The category a row's `image` / `video` path names: its first folder (`mcq/...`, `video/...`), or, as the
+    released `cal_performance_mmreweard_bench.py` does, the first of mcq / long / short / safety / video that
+    occurs in the path."""
+    parts = [part for part in re.split(r"[\\/]", media_path) if part and part not in (".", "..")]
+    for part in parts[:-1] or parts:
+        if part.lower() in MM_RLHF_CATEGORIES:
+            return part.lower()
+    return next((name for name in MM_RLHF_CATEGORIES if name in media_path.lower()), UNCATEGORIZED)
+
+
 def benchmark_category(benchmark: str, category: str, pair_id: str) -> str:
     """The category a pair is reported under, for a benchmark (the loaders put `query_source` and
-    `Category` into `PreferencePair.category`)."""
+    `Category` into `PreferencePair.category`; MM-RLHF's comes from the media path at load time)."""
     if benchmark == "vl-rewardbench":
         return vl_rewardbench_category(category, pair_id)
+    if benchmark == "multimodal-rewardbench":
+        return multimodal_rewardbench_category(category, pair_id)
     return category or UNCATEGORIZED
 
 
@@ -223,14 +311,16 @@ def _picks_same(pair: JudgedPair) -> bool:
     return len(picks) == 1
 
 
-def summarize(pairs: Sequence[JudgedPair], benchmark: str = "pairs") -> dict:
-    """Every metric of a run: `overall` (Voting@k), `any_at_k`, `macro`, `categories`, order stats, and for
-    MM-RLHF-RewardBench `acc_plus` over prompt groups. Accuracies are fractions in [0, 1]."""
+def summarize(pairs: Sequence[JudgedPair], benchmark: str = "pairs", order: str | None = None) -> dict:
+    """Every metric of a run (protocol `ours`): `overall` (Voting@k, right in every order judged), `any_at_k`,
+    `macro`, `categories`, order stats, for MM-RLHF-RewardBench `acc_plus` over prompt groups, and, given the
+    `order` the pairs were judged in, the `accuracy` block (`accuracy_block`). Accuracies are in [0, 1]."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
     categories = category_table(pairs)
     summary = {
         "n": len(pairs),
+        **({"accuracy": accuracy_block(pairs, order, benchmark)} if order is not None else {}),
         "overall": accuracy(pair_correct(p) for p in pairs),
         "any_at_k": accuracy(pair_correct(p, any_correct) for p in pairs),
         "macro": macro_accuracy(categories),
@@ -241,3 +331,160 @@ def summarize(pairs: Sequence[JudgedPair], benchmark: str = "pairs") -> dict:
     summary.update(order_stats(pairs))
     return summary
 
+
+
+# ------------------------------------------------------------------------------ ours: the accuracy block
+
+# Each block scores a pair in [0, 1] from its orders' Voting@k verdicts, and says in one line what it is.
+ACCURACY_BLOCKS = {
+    "order_averaged": "each pair judged in both orders, each judgment scored: the expected accuracy under a "
+                      "random order, free of position bias (the number to put next to published ones)",
+    "both_orders": "right only when right in both orders (strict: order consistency and accuracy at once)",
+    "chosen_first": "the chosen response always shown first, as the reference evaluation did; for comparison "
+                    "only (an always-\"1\" judge scores 100%)",
+    "random_order": "one seeded random order per pair, balanced between \"1\" and \"2\"",
+}
+
+
+def _order_averaged(pair: JudgedPair) -> float:
+    return sum(vote_correct(o) for o in pair.orders) / len(pair.orders) if pair.orders else 0.0
+
+
+def _chosen_first(pair: JudgedPair) -> float:
+    return float(any(vote_correct(o) for o in pair.orders if o.label == "1"))
+
+
+def _strict(pair: JudgedPair) -> float:
+    return float(pair_correct(pair))
+
+
+_BLOCK_SCORES = {"order_averaged": _order_averaged, "both_orders": _strict, "chosen_first": _chosen_first,
+                 "random_order": _strict}
+_BLOCKS_FOR_ORDER = {"both": ("order_averaged", "both_orders", "chosen_first"), "chosen-first": ("chosen_first",),
+                     "random": ("random_order",)}
+
+
+def scored_block(pairs: Sequence[JudgedPair], scores: Sequence[float], *, with_acc_plus: bool = False) -> dict:
+    """`{n, accuracy, macro, categories: {name: {n, accuracy}}}` from one score per pair (1 right, 0 wrong, or
+    in between); with `with_acc_plus`, Acc+ too: per prompt group the product of its pairs' scores (for 0/1
+    scores: every pair right; for order-averaged ones: the chance that every pair is right when each is
+    shown in a random order), overall (`acc_plus`, `n_groups`) and per category."""
+    by_category: dict[str, list[int]] = defaultdict(list)
+    for i, pair in enumerate(pairs):
+        by_category[pair.category].append(i)
+    categories = {name: {"n": len(idx), "accuracy": accuracy(scores[i] for i in idx)}
+                  for name, idx in sorted(by_category.items())}
+    block = {"n": len(pairs), "accuracy": accuracy(scores), "macro": macro_accuracy(categories),
+             "categories": categories}
+    if with_acc_plus:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, pair in enumerate(pairs):
+            groups[pair.group or pair.id].append(i)
+        value = {g: math.prod(scores[i] for i in idx) for g, idx in groups.items()}
+        block["acc_plus"], block["n_groups"] = accuracy(value.values()), len(groups)
+        for name, cat in categories.items():
+            # as the released script: the groups with a pair in the category, each right only if all its pairs are
+            members = [g for g, idx in groups.items() if any(pairs[i].category == name for i in idx)]
+            cat["acc_plus"], cat["n_groups"] = accuracy(value[g] for g in members), len(members)
+    return block
+
+
+def accuracy_block(pairs: Sequence[JudgedPair], order: str, benchmark: str = "pairs") -> dict:
+    """`{name: block}` for the blocks an order allows (`both`: order_averaged, both_orders, chosen_first),
+    each with `what` it is (see `scored_block` for the fields)."""
+    blocks = {}
+    for name in _BLOCKS_FOR_ORDER[order]:
+        scores = [_BLOCK_SCORES[name](p) for p in pairs]
+        blocks[name] = {**scored_block(pairs, scores, with_acc_plus=benchmark == "mm-rlhf-rewardbench"),
+                        "what": ACCURACY_BLOCKS[name]}
+    return blocks
+
+
+# --------------------------------------------------------------------------- the benchmarks' own scripts
+
+OFFICIAL_SCRIPTS = {
+    "vl-rewardbench": "VL-RewardBench cal.py",
+    "multimodal-rewardbench": "Multimodal RewardBench scripts/2_get_accuracy.py",
+    "mm-rlhf-rewardbench": "MM-RLHF-RewardBench get_acc.py (strict Acc, Acc+ over prompt ids)",
+    "pairs": "VL-RewardBench cal.py (no official script for plain pairs)",
+}
+MULTIMODAL_REWARDBENCH_SEED = 123  # 2_get_accuracy.py: random.seed(123) before its first guess
+
+
+def vl_rewardbench_official(pairs: Sequence[JudgedPair]) -> dict:
+    """VL-RewardBench's `cal.py` (github.com/vl-rewardbench/VL_RewardBench): each pair's k passes (here every
+    verdict of every order it was shown in) are counted as agree / reject / unparsed ("doesntMatch"); the
+    pair is right when agree > k/2, wrong when reject > k/2, and otherwise (no majority, or mostly unparsed)
+    left out of the denominator. Overall is micro over the scored pairs, Macro the mean of the categories."""
+    outcome: dict[str, list[JudgedPair]] = defaultdict(list)
+    flags: list[tuple[JudgedPair, bool]] = []
+    for pair in pairs:
+        verdicts = [(v, int(o.label)) for o in pair.orders for v in o.verdicts]
+        agree = sum(v == label for v, label in verdicts)
+        unparsed = sum(v == INVALID for v, _ in verdicts)
+        reject = len(verdicts) - agree - unparsed
+        if agree > len(verdicts) / 2 or reject > len(verdicts) / 2:
+            flags.append((pair, agree > reject))
+        else:
+            outcome["unparsed" if unparsed > len(verdicts) / 2 else "no_majority"].append(pair)
+    categories = {}
+    for name in sorted({p.category for p in pairs}):
+        scored = [right for p, right in flags if p.category == name]
+        categories[name] = {"n": sum(p.category == name for p in pairs), "n_scored": len(scored),
+                            "accuracy": accuracy(scored)}
+    scored_categories = {name: c for name, c in categories.items() if c["accuracy"] is not None}
+    return {
+        "script": OFFICIAL_SCRIPTS["vl-rewardbench"], "n": len(pairs), "n_scored": len(flags),
+        "left_out": {"no_majority": len(outcome["no_majority"]), "unparsed": len(outcome["unparsed"])},
+        "overall": accuracy(right for _, right in flags), "macro": macro_accuracy(scored_categories),
+        "categories": categories,
+    }
+
+
+def multimodal_rewardbench_official(pairs: Sequence[JudgedPair], seed: int = MULTIMODAL_REWARDBENCH_SEED) -> dict:
+    """Multimodal RewardBench's `scripts/2_get_accuracy.py` (github.com/facebookresearch/multimodal_rewardbench):
+    one verdict per pair in the released order (Voting@k for k > 1); an unparseable one (or a tied vote)
+    becomes a random guess, drawn in file order from `random.seed(123)` as the script does; overall is micro
+    accuracy; categories as `multimodal_rewardbench_category` splits them, plus `reasoning` and `safety`
+    over their two parts (the leaderboard's columns)."""
+    rng = random.Random(seed)
+    flags, guessed = [], 0
+    for pair in pairs:
+        (order,) = pair.orders
+        verdict = majority(order.verdicts)
+        if verdict == INVALID:
+            verdict, guessed = (1 if rng.random() < 0.5 else 2), guessed + 1
+        flags.append(verdict == int(order.label))
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    for pair, right in zip(pairs, flags):
+        by_category[pair.category].append(right)
+        if "/" in pair.category and pair.category.split("/")[0] in ("reasoning", "safety"):
+            by_category[pair.category.split("/")[0]].append(right)
+    return {
+        "script": OFFICIAL_SCRIPTS["multimodal-rewardbench"], "n": len(pairs), "guessed": guessed,
+        "overall": accuracy(flags),
+        "categories": {name: {"n": len(v), "accuracy": accuracy(v)} for name, v in sorted(by_category.items())},
+    }
+
+
+def mm_rlhf_official(pairs: Sequence[JudgedPair]) -> dict:
+    """MM-RLHF-RewardBench's scoring (the reference `get_acc.py`; the released `cal_performance_mmreweard_bench.py`
+    does the same arithmetic on scalar rewards): Acc counts a pair right only when its Voting@k verdict picks
+    the chosen response (a tie or no answer is wrong); Acc+ is the share of prompt ids whose every pair is
+    right; both per category (mcq / long / short / safety / video)."""
+    block = scored_block(pairs, [_strict(p) for p in pairs], with_acc_plus=True)
+    return {"script": OFFICIAL_SCRIPTS["mm-rlhf-rewardbench"], "n": block["n"], "overall": block["accuracy"],
+            "acc_plus": block["acc_plus"], "n_groups": block["n_groups"], "categories": block["categories"]}
+
+
+def official_summary(pairs: Sequence[JudgedPair], benchmark: str) -> dict:
+    """The benchmark's own script's numbers (`pairs`: VL-RewardBench's `cal.py`), plus the order stats."""
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
+    if benchmark == "multimodal-rewardbench":
+        official = multimodal_rewardbench_official(pairs)
+    elif benchmark == "mm-rlhf-rewardbench":
+        official = mm_rlhf_official(pairs)
+    else:
+        official = {**vl_rewardbench_official(pairs), "script": OFFICIAL_SCRIPTS[benchmark]}
+    return {"n": len(pairs), "official": official, **order_stats(pairs)}
