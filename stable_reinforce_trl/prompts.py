@@ -72,7 +72,14 @@ def completion_text(completion: str | Sequence[dict]) -> str:
 
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_STRICT_FORMAT = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?think>|</?answer>).)*</answer>\s*", re.DOTALL)
+_TAG_FREE = r"(?:(?!</?think>|</?answer>).)*"  # no tag inside: exactly one of each
+FORMAT_PATTERNS = {
+    # The reference's check, `^<think>.*?</think><answer>.*?</answer>$`: nothing between the tags, nothing
+    # around them (`$` lets one trailing newline through).
+    "strict": re.compile(rf"<think>{_TAG_FREE}</think><answer>{_TAG_FREE}</answer>\n?", re.DOTALL),
+    # Whitespace allowed around and between the two blocks.
+    "lenient": re.compile(rf"\s*<think>{_TAG_FREE}</think>\s*<answer>{_TAG_FREE}</answer>\s*", re.DOTALL),
+}
 
 
 @dataclass(frozen=True)
@@ -95,16 +102,19 @@ def parse_verdict(completion: str | Sequence[dict]) -> Verdict:
     return int(value) if value in ("1", "2") else INVALID
 
 
-def is_well_formatted(completion: str | Sequence[dict]) -> bool:
-    """Exactly `<think>..</think><answer>..</answer>`, one of each tag, nothing outside but whitespace."""
-    return _STRICT_FORMAT.fullmatch(completion_text(completion)) is not None
+def is_well_formatted(completion: str | Sequence[dict], mode: str = "strict") -> bool:
+    """Exactly `<think>..</think><answer>..</answer>` with one of each tag; `mode="strict"` (the reference's
+    pattern) allows nothing between or around the blocks, `"lenient"` allows whitespace there."""
+    if mode not in FORMAT_PATTERNS:
+        raise ValueError(f"format mode must be one of {sorted(FORMAT_PATTERNS)}, got {mode!r}.")
+    return FORMAT_PATTERNS[mode].fullmatch(completion_text(completion)) is not None
 
 
-def parse_judgement(completion: str | Sequence[dict]) -> ParsedJudgement:
+def parse_judgement(completion: str | Sequence[dict], format_mode: str = "strict") -> ParsedJudgement:
     text = completion_text(completion)
     match = re.search(r"<think>(.*?)</think>", text, re.DOTALL)
     reasoning = match.group(1).strip() if match else _ANSWER.sub("", text).strip()
-    return ParsedJudgement(parse_verdict(text), reasoning, is_well_formatted(text))
+    return ParsedJudgement(parse_verdict(text), reasoning, is_well_formatted(text, format_mode))
 
 
 def judge_output(reasoning: str, verdict: int) -> str:

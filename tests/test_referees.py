@@ -60,6 +60,22 @@ def test_rule_referee_reads_the_last_stated_verdict():
     assert "states no" in got[2].error
 
 
+def test_rule_referee_counts_no_negated_or_ambiguous_verdict_as_consistent():
+    rule = RuleReferee()
+    for reasoning in (
+        "I would not say Response 2 is better.",
+        "There is no way Response 2 is better.",
+        "Response 1 is better and Response 2 is better.",
+        "Response 1 or 2 is better.",
+        "Response 1 is fine. Response 1/2 is better.",  # the verdict sentence names no one response
+    ):
+        assert rule.stated_verdict(reasoning) is None, reasoning
+        assert run(rule.judge([RefereeRequest(reasoning, 2)]))[0].consistent is None, reasoning
+    # Negations elsewhere in the sentence, after the verdict, leave it clear.
+    assert rule.stated_verdict("Response 2 is better as it has no errors, not Response 1.") == 2
+    assert "heuristic" in RuleReferee.__doc__ and "openai" in RuleReferee.__doc__
+
+
 def test_parse_yes_no_and_last_lines():
     assert parse_yes_no("Yes.") is True
     assert parse_yes_no("**No** - it favours response 1") is False
@@ -67,6 +83,9 @@ def test_parse_yes_no_and_last_lines():
     assert parse_yes_no("I cannot say.") is None
     assert parse_yes_no("Could be yes, could be no") is None
     assert parse_yes_no("Nobody knows") is None  # "no" must be a word
+    assert parse_yes_no("yes/no") is None  # the question's options echoed back are no answer
+    assert parse_yes_no("Yes or no: yes") is None
+    assert parse_yes_no("Yes, no contradiction") is True
     assert last_lines("a\n\nb\nc\n\nd\n", 3) == "b\nc\nd"
     assert last_lines(" a\nb ", None) == "a\nb"
     with pytest.raises(ValueError):

@@ -78,7 +78,21 @@ def test_r1_reward_formula_on_hand_made_completions(mode):
     assert metrics["r1_reward/consistency"] == [pytest.approx(2 / 3 if mode == "paper" else 1 / 3)]
     assert metrics["referee/failures"] == [1.0]
     assert extra["referee"] == ["consistent", "inconsistent", "not asked", "consistent", "not asked", "not asked",
-                                "failed: the reasoning states no 'Response N is better'"]  # fmt: skip
+                                "failed: the reasoning states no clear 'Response N is better' (none, negated or ambiguous)"]  # fmt: skip
+
+
+def test_format_check_is_the_references_pattern_unless_lenient():
+    spaced = "<think>So Response 2 is better.</think>\n<answer>2</answer>"
+    padded = "  <think>So Response 2 is better.</think><answer>2</answer>  "
+    exact = "<think>So Response 2 is better.</think><answer>2</answer>"
+    assert format_reward(None, [exact, exact + "\n", spaced, padded]) == [1.0, 1.0, 0.0, 0.0]
+    assert format_reward(None, [exact, spaced, padded], format_mode="lenient") == [1.0, 1.0, 1.0]
+    nested = "<think>a<think>b</think><answer>2</answer>"
+    assert format_reward(None, [nested], format_mode="lenient") == [0.0]  # one of each tag, in either mode
+    strict, lenient = R1Reward(None), R1Reward(None, format_mode="lenient")
+    assert call(strict, [spaced], ["2"])[0] == [1.0] and call(lenient, [spaced], ["2"])[0] == [1.5]
+    with pytest.raises(ValueError, match="format mode"):
+        R1Reward(None, format_mode="loose")
 
 
 def test_r1_reward_weights_and_no_referee():

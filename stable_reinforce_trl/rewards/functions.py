@@ -45,9 +45,13 @@ def _labels(columns: dict, label_column: str, n: int) -> list[int]:
     return [parse_label(v) for v in labels]
 
 
-def format_reward(prompts: Sequence | None, completions: Sequence, **columns) -> list[float]:
-    """1.0 when the completion is exactly `<think>..</think><answer>..</answer>` (one of each tag), else 0.0."""
-    return [1.0 if is_well_formatted(c) else 0.0 for c in completions]
+def format_reward(prompts: Sequence | None, completions: Sequence, format_mode: str = "strict", **columns) -> list[float]:
+    """1.0 when the completion is exactly `<think>..</think><answer>..</answer>` (one of each tag), else 0.0.
+
+    `format_mode="strict"` is the reference's pattern (nothing between `</think>` and `<answer>`); choose
+    `"lenient"` (whitespace allowed) with `functools.partial(format_reward, format_mode="lenient")`.
+    """
+    return [1.0 if is_well_formatted(c, format_mode) else 0.0 for c in completions]
 
 
 def result_reward(
@@ -92,7 +96,8 @@ class R1Reward:
     """R1-Reward's reward: `Result * (1 + consistency_weight * Consistency) + format_weight * Formatting`.
 
     - Result: 1 when the chosen response matches `label_column`, else 0 (an unparseable answer is 0).
-    - Formatting: 1 for exactly `<think>..</think><answer>..</answer>`, else 0.
+    - Formatting: 1 for exactly `<think>..</think><answer>..</answer>` (`format_mode`: `"strict"`, the
+      reference's pattern, or `"lenient"` about whitespace), else 0.
     - Consistency: the `referee`'s view of whether the reasoning supports the answer, on the scale of
       `consistency_mode` (see `CONSISTENCY_SCALES`). It only matters when Result is 1, so the referee is
       asked only about correct answers. `referee=None` drops the term.
@@ -111,6 +116,7 @@ class R1Reward:
         consistency_mode: str = "paper",
         consistency_weight: float = 0.5,
         format_weight: float = 0.5,
+        format_mode: str = "strict",
         label_column: str = "label",
         name: str = "r1_reward",
     ):
@@ -123,6 +129,8 @@ class R1Reward:
         self.consistency_mode = consistency_mode
         self.consistency_weight = consistency_weight
         self.format_weight = format_weight
+        is_well_formatted("", format_mode)  # an unknown mode fails here, not at the first batch
+        self.format_mode = format_mode
         self.label_column = label_column
         self.__name__ = name  # TRL names the reward's metrics after it
         self._warned_all_failed = False
@@ -132,6 +140,7 @@ class R1Reward:
         return (
             f"R1Reward(referee={self.referee!r}, consistency_mode={self.consistency_mode!r}, "
             f"consistency_weight={self.consistency_weight}, format_weight={self.format_weight}, "
+            f"format_mode={self.format_mode!r}, "
             f"label_column={self.label_column!r})"
         )
 
@@ -148,7 +157,7 @@ class R1Reward:
         if n == 0:
             return []
         labels = _labels(columns, self.label_column, n)
-        judged = [parse_judgement(completion_text(c)) for c in completions]
+        judged = [parse_judgement(completion_text(c), self.format_mode) for c in completions]
         results = [1.0 if j.verdict != INVALID and j.verdict == label else 0.0 for j, label in zip(judged, labels)]
         formats = [1.0 if j.well_formatted else 0.0 for j in judged]
 
@@ -255,5 +264,6 @@ def build_r1_reward(config: "StableReinforceConfig") -> R1Reward:
         consistency_mode=config.consistency_mode,
         consistency_weight=config.consistency_weight,
         format_weight=config.format_weight,
+        format_mode=config.format_mode,
         label_column=config.label_column,
     )

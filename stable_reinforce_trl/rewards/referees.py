@@ -109,10 +109,14 @@ def referee_prompt(request: RefereeRequest, reasoning_lines: int | None = None, 
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
+_BOTH_OPTIONS = re.compile(r"\W*(?:yes|no)\s*(?:/|\bor\b|\|)\s*(?:yes|no)\b", re.IGNORECASE)
+
+
 def parse_yes_no(text: str) -> bool | None:
-    """The referee's answer: its first word if that is yes/no, else the only yes/no word it used, else None."""
+    """The referee's answer: its first word if that is yes/no, else the only yes/no word it used, else None.
+    An answer that names both options ("yes/no", "Yes or no") is no answer."""
     words = _YES_NO.findall(text)
-    if not words:
+    if not words or _BOTH_OPTIONS.match(text):
         return None
     stripped = text.lstrip(" \t\n*\"'`")
     if stripped[:3].lower() == "yes" or stripped[:2].lower() == "no":
@@ -135,30 +139,51 @@ def image_data_url(image: Any) -> str:
 
 
 class RuleReferee(Referee):
-    """No model: compares the verdict the reasoning states with the answer.
+    """No model: compares the verdict the reasoning states with the answer. A heuristic for CPU runs, tests
+    and demos, where the reasoning is short and regular; for real runs use the `openai` referee
+    (`referee="openai"`: a model such as Qwen2.5-VL-7B-Instruct behind `vllm serve`), as the paper does.
 
-    The rule: the *last* phrase in the reasoning of the form "Response N is [up to two words] better"
-    (case-insensitive; N is 1 or 2; e.g. "Response 2 is better", "response 1 is clearly better",
-    "Response 2 is the better one") is the stated verdict. Negations ("is not better", "isn't better")
-    do not count. Consistent when the stated verdict equals the answer; when the reasoning states none,
-    the referee cannot tell, and the judgement is a failure (neutral consistency).
+    The rule: the verdict sentence is the *last* sentence with a phrase "Response N is [up to two words]
+    better" (case-insensitive; N is 1 or 2; e.g. "Response 2 is better", "response 1 is clearly better",
+    "Response 2 is the better one"). Consistent when that N equals the answer. The referee cannot tell (a
+    failure: neutral consistency) when the reasoning states no verdict, and when the verdict sentence is
+    negated before or inside the phrase ("I would not say Response 2 is better", "Response 2 isn't better")
+    or ambiguous (names both responses as better with no "but"/"however" between, or "Response 1 or 2 is
+    better"): neither counts as consistent.
     """
 
     name = "rule"
     _STATEMENT = re.compile(
         r"\bresponse\s*#?\s*([12])\s+is\s+(?:(?!(?:not|no|never)\b)[\w-]+\s+){0,2}?better\b", re.IGNORECASE
     )
+    _NEGATION = re.compile(r"\b(?:not|no|never|hardly|neither|nor|cannot)\b|n't\b", re.IGNORECASE)
+    _EITHER = re.compile(r"\bresponses?\s*#?\s*[12]\s*(?:/|\bor\b|\band\b)\s*(?:response\s*)?#?\s*[12]\b", re.IGNORECASE)
+    _CORRECTION = re.compile(r"\b(?:but|however|yet|though|although|instead|rather)\b", re.IGNORECASE)
+    _SENTENCES = re.compile(r"[^.!?\n]+[.!?]*")
 
     def stated_verdict(self, reasoning: str) -> int | None:
-        matches = self._STATEMENT.findall(reasoning)
-        return int(matches[-1]) if matches else None
+        """The verdict the reasoning states, or None when it states none or an unclear one (see the class)."""
+        for sentence in reversed(self._SENTENCES.findall(reasoning)):
+            statements = list(self._STATEMENT.finditer(sentence))
+            if not statements:
+                if self._EITHER.search(sentence) and re.search(r"\bbetter\b", sentence, re.IGNORECASE):
+                    return None  # "Response 1 or 2 is better": a verdict sentence that names no one response
+                continue
+            if len(statements) > 1 and self._CORRECTION.search(sentence[statements[-2].end() : statements[-1].start()]):
+                statements = statements[-1:]  # "Response 1 is better, but on reflection Response 2 is better"
+            verdicts = {int(m.group(1)) for m in statements}
+            negated = any(self._NEGATION.search(sentence[: m.start()]) for m in statements)
+            if len(verdicts) > 1 or negated or self._EITHER.search(sentence):
+                return None
+            return verdicts.pop()
+        return None
 
     async def judge(self, requests: Sequence[RefereeRequest]) -> list[Judgement]:
         judgements = []
         for request in requests:
             stated = self.stated_verdict(request.reasoning)
             if stated is None:
-                error = "the reasoning states no 'Response N is better'"
+                error = "the reasoning states no clear 'Response N is better' (none, negated or ambiguous)"
                 judgements.append(Judgement(None, error=error, latency_s=0.0))
             else:
                 judgements.append(Judgement(stated == request.verdict, f"Response {stated} is better", latency_s=0.0))
