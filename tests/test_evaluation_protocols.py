@@ -164,11 +164,12 @@ def test_eval_reads_convert_select_hard_and_synthetic_from_another_folder(tmp_pa
     (data / "ann.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     monkeypatch.chdir(data)
     assert cli_main(["convert", "ann.jsonl", "--out", "judge.jsonl"]) == 0
+    assert cli_main(["convert", "ann.jsonl", "--out", "both.jsonl", "--both-orders"]) == 0
     assert cli_main(["select-hard", "ann.jsonl", "--rl-out", "rl", "--sft-out", "sft.jsonl", "--no-balance"]) == 0
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    for source, n in (("judge.jsonl", 6), ("rl", 4), ("sft.jsonl", 6)):
+    for source, n in (("judge.jsonl", 6), ("both.jsonl", 6), ("rl", 4), ("sft.jsonl", 6)):
         rc, report, _ = _eval(tmp_path, tiny_model_dir, "--benchmark", "pairs", "--data", str(data / source),
                               "--force-output", ALWAYS_ONE, output=f"{source}.json")
         assert rc == 0 and report["n"] == n, source

@@ -59,6 +59,7 @@ def load_benchmark(
         return (pairs[:limit] if limit is not None else pairs), report
     # iter_pairs, not load_pairs: the rows dropped are reported here, once, and not also logged.
     pairs = list(iter_pairs(data, format or "auto", skip_invalid=True, report=report, **loader_kwargs))
+    pairs = _one_per_order_copy(pairs)
     if benchmark == "mm-rlhf-rewardbench":
         root = loader_kwargs.get("image_root") or (Path(data).parent if Path(data).is_file() else Path(data))
         for pair in pairs:
@@ -72,6 +73,27 @@ def load_benchmark(
             f"{len(pairs)} rows (the skipped count is reported)."
         )
     return (pairs[:limit] if limit is not None else pairs), report
+
+
+def _one_per_order_copy(pairs: list[PreferencePair]) -> list[PreferencePair]:
+    """`convert --both-orders` writes each pair twice (labels "1" and "2"): keep the first; `--order` decides
+    the orders. Rows repeated with the same label stay, as a benchmark file repeats them."""
+    from ..data.records import pair_key
+
+    labels: dict[str, set] = {}
+    kept = []
+    for pair in pairs:
+        seen = labels.setdefault(pair_key(pair), set())
+        if seen and pair.label not in seen:
+            seen.add(pair.label)
+            continue
+        seen.add(pair.label)
+        kept.append(pair)
+    if len(kept) < len(pairs):
+        logging.getLogger(__name__).warning(
+            f"{len(pairs) - len(kept)} row(s) repeat a pair in the other order (convert --both-orders): each pair "
+            f"is judged once per order that --order / --protocol ask for")
+    return kept
 
 
 def synthetic_pairs(name: str) -> list[PreferencePair]:
