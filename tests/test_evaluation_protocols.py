@@ -186,6 +186,7 @@ def test_eval_reads_convert_select_hard_and_synthetic_from_another_folder(tmp_pa
     (["--protocol", "official", "--order", "both"], "fixes the order"),
     (["--k", "0"], "--k must be >= 1"),
     (["--data", "synthetic:many"], "synthetic:N"),
+    (["--data", "nodir/such.jsonl"], "no such file or folder, and no Hub dataset"),
     (["--model", "/no/such/judge"], "cannot load a judge"),
 ])
 def test_user_mistakes_exit_2_with_one_message(tmp_path, tiny_model_dir, capsys, extra, message):

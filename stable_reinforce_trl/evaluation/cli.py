@@ -122,15 +122,17 @@ def model_slug(model: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stable-reinforce eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    parser = argparse.ArgumentParser(prog="stable-reinforce eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--benchmark", required=True, choices=BENCHMARKS,
+                        help="how pairs are categorized and, with --protocol official, scored")
     parser.add_argument("--data", required=True,
                         help="benchmark file, convert / select-hard output (jsonl or folder), hub dataset name, or "
                              "synthetic:N[:difficulty[:seed]] (the synthetic task's held-out pairs)")
     parser.add_argument("--model", required=True, help="the judge: a folder saved with save_pretrained, or a hub id")
     parser.add_argument("--format", choices=[f for f in FORMATS if f != "columns"],
                         help="loader format (default: by benchmark, detected from the rows)")
-    parser.add_argument("--split", default="train", help="split of a hub dataset")
+    parser.add_argument("--split", default="train", help="split of a Hub dataset")
     parser.add_argument("--image-root", help="folder relative image paths start from (default: the data file's)")
     parser.add_argument("--num-frames", type=int, default=8, help="frames sampled from a video folder")
     parser.add_argument("--skip-invalid", action="store_true", help="drop rows that cannot be judged, and count them")
@@ -145,12 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "benchmark (MM-RLHF-RewardBench: random by default, or chosen-first)")
     parser.add_argument("--k", type=int, default=1, help="samples per prompt: 1 = greedy, k > 1 = Voting@k / Any@k")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for k > 1")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="longest judgment generated")
     parser.add_argument("--batch-size", type=int, help="prompts per generate call (default 8; vLLM 512)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random order and the sampling")
-    parser.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto")
+    parser.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto",
+                        help="auto: vLLM when installed and on a GPU, else transformers")
     parser.add_argument("--device", help="transformers backend device (default: cuda if available)")
-    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--dtype", default="auto", help="model dtype (transformers backend)")
     parser.add_argument("--vllm-kwargs", type=json.loads, default={},
                         help='JSON for vllm.LLM, e.g. \'{"tensor_parallel_size": 2}\'')
     parser.add_argument("--output", type=Path,
@@ -158,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, help="generations cache (default: beside --output)")
     parser.add_argument("--no-cache", action="store_true", help="keep no generations (no resume)")
     parser.add_argument("--force-output", help="debugging: make every judge output this exact text (transformers)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -181,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                  released=[p.label for p in pairs])
     except (InvalidRowsError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ConnectionError as error:  # a name shaped like a Hub dataset's, with no file and no Hub to ask
+        print(f"error: --data {args.data}: no such file or folder, and no Hub dataset by that name could be reached "
+              f"({error}). Check the path.", file=sys.stderr)
         return 2
     name = f"{model_slug(args.model)}--{args.benchmark}-{args.protocol}-{order}-k{args.k}.json"
     output = args.output or Path("eval_results") / name
