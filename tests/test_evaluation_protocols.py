@@ -81,7 +81,9 @@ def test_multimodal_rewardbench_official_and_ours(tmp_path, pairs, tiny_model_di
     rc, ours, _ = _eval(tmp_path, tiny_model_dir, *args, "--force-output", ALWAYS_ONE, output="ours.json")
     assert rc == 0 and ours["protocol"] == "ours" and ours["order"] == "both"
     assert ours["accuracy"]["order_averaged"]["accuracy"] == 0.5  # free of the file's unbalanced order
-    assert ours["accuracy"]["order_averaged"]["categories"]["reasoning/math"] == {"n": 1, "accuracy": 0.5}
+    categories = ours["accuracy"]["order_averaged"]["categories"]
+    assert categories["reasoning/math"] == {"n": 1, "accuracy": 0.5}
+    assert categories["safety"] == {"n": 2, "accuracy": 0.5} and len(categories) == 10
 
 
 # MM-RLHF-RewardBench: {id, image | video, prompt, chosen, rejected}; several pairs share a prompt id.

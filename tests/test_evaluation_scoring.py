@@ -280,6 +280,11 @@ def test_multimodal_rewardbench_subcategories_as_the_official_script_splits_them
     cats = multimodal_rewardbench_official(judged)["categories"]
     assert cats["safety"] == {"n": 2, "accuracy": 0.5} and cats["reasoning"] == {"n": 2, "accuracy": 0.5}
     assert cats["safety/toxicity"] == {"n": 1, "accuracy": 1.0} and cats["reasoning/math"]["accuracy"] == 0.0
+    # the macro is over the parts only: safety/bias 1, safety/toxicity 0, knowledge 1 (not also their parent)
+    parts = [pair(("1", (1,)), category="safety/bias"), pair(("1", (2,)), category="safety/toxicity"),
+             pair(("1", (1,)), category="knowledge")]
+    ours = summarize(parts, "multimodal-rewardbench", order="chosen-first")["accuracy"]["chosen_first"]
+    assert ours["categories"]["safety"] == {"n": 2, "accuracy": 0.5} and ours["macro"] == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize("path, category", [

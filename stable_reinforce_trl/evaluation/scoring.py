@@ -364,17 +364,31 @@ _BLOCKS_FOR_ORDER = {"both": ("order_averaged", "both_orders", "chosen_first"), 
                      "random": ("random_order",)}
 
 
+# Multimodal RewardBench's leaderboard columns that its script splits in two (`reasoning/math`, ...).
+SPLIT_PARENTS = ("reasoning", "safety")
+
+
+def category_members(pairs: Sequence[JudgedPair]) -> dict[str, list[int]]:
+    """`{category: indices of its pairs}`, sorted by name, with `reasoning` and `safety` also holding their two
+    parts where the categories are split (`multimodal_rewardbench_category`)."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, pair in enumerate(pairs):
+        members[pair.category].append(i)
+        parent = pair.category.split("/")[0]
+        if parent != pair.category and parent in SPLIT_PARENTS:
+            members[parent].append(i)
+    return dict(sorted(members.items()))
+
+
 def scored_block(pairs: Sequence[JudgedPair], scores: Sequence[float], *, with_acc_plus: bool = False) -> dict:
     """`{n, accuracy, macro, categories: {name: {n, accuracy}}}` from one score per pair (1 right, 0 wrong, or
     in between); with `with_acc_plus`, Acc+ too: per prompt group the product of its pairs' scores (for 0/1
     scores: every pair right; for order-averaged ones: the chance that every pair is right when each is
     shown in a random order), overall (`acc_plus`, `n_groups`) and per category."""
-    by_category: dict[str, list[int]] = defaultdict(list)
-    for i, pair in enumerate(pairs):
-        by_category[pair.category].append(i)
-    categories = {name: {"n": len(idx), "accuracy": accuracy(scores[i] for i in idx)}
-                  for name, idx in sorted(by_category.items())}
-    block = {"n": len(pairs), "accuracy": accuracy(scores), "macro": macro_accuracy(categories),
+    members = category_members(pairs)
+    categories = {name: {"n": len(idx), "accuracy": accuracy(scores[i] for i in idx)} for name, idx in members.items()}
+    leaves = {name: c for name, c in categories.items() if name not in SPLIT_PARENTS}
+    block = {"n": len(pairs), "accuracy": accuracy(scores), "macro": macro_accuracy(leaves),
              "categories": categories}
     if with_acc_plus:
         groups: dict[str, list[int]] = defaultdict(list)
@@ -384,8 +398,9 @@ def scored_block(pairs: Sequence[JudgedPair], scores: Sequence[float], *, with_a
         block["acc_plus"], block["n_groups"] = accuracy(value.values()), len(groups)
         for name, cat in categories.items():
             # as the released script: the groups with a pair in the category, each right only if all its pairs are
-            members = [g for g, idx in groups.items() if any(pairs[i].category == name for i in idx)]
-            cat["acc_plus"], cat["n_groups"] = accuracy(value[g] for g in members), len(members)
+            in_category = set(members[name])
+            with_pair = [g for g, idx in groups.items() if in_category.intersection(idx)]
+            cat["acc_plus"], cat["n_groups"] = accuracy(value[g] for g in with_pair), len(with_pair)
     return block
 
 
@@ -455,15 +470,11 @@ def multimodal_rewardbench_official(pairs: Sequence[JudgedPair], seed: int = MUL
         if verdict == INVALID:
             verdict, guessed = (1 if rng.random() < 0.5 else 2), guessed + 1
         flags.append(verdict == int(order.label))
-    by_category: dict[str, list[bool]] = defaultdict(list)
-    for pair, right in zip(pairs, flags):
-        by_category[pair.category].append(right)
-        if "/" in pair.category and pair.category.split("/")[0] in ("reasoning", "safety"):
-            by_category[pair.category.split("/")[0]].append(right)
     return {
         "script": OFFICIAL_SCRIPTS["multimodal-rewardbench"], "n": len(pairs), "guessed": guessed,
         "overall": accuracy(flags),
-        "categories": {name: {"n": len(v), "accuracy": accuracy(v)} for name, v in sorted(by_category.items())},
+        "categories": {name: {"n": len(idx), "accuracy": accuracy(flags[i] for i in idx)}
+                       for name, idx in category_members(pairs).items()},
     }
 
 
