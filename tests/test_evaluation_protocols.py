@@ -184,6 +184,24 @@ def test_eval_reads_convert_select_hard_and_synthetic_from_another_folder(tmp_pa
     assert rc == 0 and (elsewhere / "eval_results" / f"{slug}--pairs-ours-both-k1.json").exists()
 
 
+def test_bad_judge_rows_are_listed_by_line_and_field(tmp_path, pairs, tiny_model_dir, capsys):
+    from stable_reinforce_trl.data.pairs import to_judge_example
+
+    rows = [to_judge_example(p, "1") for p in pairs[:3]]
+    for row in rows:
+        row["images"] = []
+    rows[0]["prompt"][0]["content"] = [{"type": "text", "text": "Which is better?"}]  # not the judge prompt
+    del rows[2]["label"]
+    del rows[2]["id"]  # still a judge row (prompt), its label missing
+    data = tmp_path / "judge.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc, _, _ = _eval(tmp_path, tiny_model_dir, "--benchmark", "pairs", "--data", str(data), "--format", "judge")
+    err = capsys.readouterr().err
+    assert rc == 2 and "2 row(s)" in err and "Traceback" not in err
+    assert "line 1, field 'prompt'" in err and "not the filled judge prompt" in err
+    assert "line 3, field 'label'" in err
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--protocol", "official", "--order", "both"], "fixes the order"),
     (["--k", "0"], "--k must be >= 1"),

@@ -46,7 +46,7 @@ def _title(report: dict) -> list[str]:
 
 def _health(report: dict) -> list[tuple[str, str, str]]:
     by_order = report["accuracy_by_order"]
-    rows = [(f"accuracy, chosen shown {where}", _pct(by_order[key]["accuracy"]), f"n={by_order[key]['n']} judgments")
+    rows = [(f"accuracy, chosen shown {where}", _pct(by_order[key]["accuracy"]), f"n={by_order[key]['n']} pairs shown so")
             for where, key in (("first", "chosen_first"), ("second", "chosen_second"))]
     return rows + [
         ("position bias (first - second)", _pct(report["position_bias"]), "0 for a judge blind to position"),
