@@ -69,15 +69,22 @@ def _scoped(x: torch.Tensor, scope: Scope, group_size: int) -> torch.Tensor:
 
 
 def weighted_mean_std(
-    values: torch.Tensor, weights: torch.Tensor | None = None, *, scope: Scope = "batch", group_size: int = 1
+    values: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    *,
+    scope: Scope = "batch",
+    group_size: int = 1,
+    unbiased: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted mean and (population) std per scope, broadcast back to `values`' shape. NaN/Inf values
-    weigh 0; a scope with no weight gets mean 0 and std 0."""
+    """Weighted mean and std per scope, broadcast back to `values`' shape. NaN/Inf values weigh 0; a
+    scope with no weight gets mean 0 and std 0. The std is the population one unless `unbiased`
+    (Bessel's correction, as TRL's `nanstd`; meant for unit weights)."""
     w = _scoped(_weights(values, weights), scope, group_size)
     x = _scoped(torch.where(w.view_as(values) > 0, values, torch.zeros_like(values)), scope, group_size)
     total = w.sum(-1, keepdim=True)
-    mean = (w * x).sum(-1, keepdim=True) / total.clamp(min=torch.finfo(x.dtype).tiny)
-    var = (w * (x - mean) ** 2).sum(-1, keepdim=True) / total.clamp(min=torch.finfo(x.dtype).tiny)
+    tiny = torch.finfo(x.dtype).tiny
+    mean = (w * x).sum(-1, keepdim=True) / total.clamp(min=tiny)
+    var = (w * (x - mean) ** 2).sum(-1, keepdim=True) / (total - 1 if unbiased else total).clamp(min=tiny)
     return mean.expand_as(x).reshape(values.shape), var.sqrt().expand_as(x).reshape(values.shape)
 
 
@@ -126,13 +133,15 @@ def scale_advantages(
     min_std: float = 1e-6,
 ) -> torch.Tensor:
     """TRL's `scale_rewards`: divide by the std of the rewards within each group (`"group"`) or over
-    the batch (`"batch"`), or not at all (`"none"`). A scope whose rewards are all equal is left unscaled."""
+    the batch (`"batch"`), or not at all (`"none"`). Unweighted, this is TRL's formula exactly
+    (`/ (nanstd + 1e-4)`, Bessel-corrected); weighted (token statistics), the reference script's
+    population std over tokens. A scope whose rewards are all equal is left unscaled."""
     if scale == "none":
         return centred
     if scale not in ("group", "batch"):
         raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
-    std = weighted_mean_std(rewards, weights, scope=scale, group_size=group_size)[1]
-    return torch.where(std > min_std, centred / std.clamp(min=min_std), centred)
+    std = weighted_mean_std(rewards, weights, scope=scale, group_size=group_size, unbiased=weights is None)[1]
+    return torch.where(std > min_std, centred / (std + 1e-4 if weights is None else std), centred)
 
 
 def stable_reinforce_advantages(

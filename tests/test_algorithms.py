@@ -8,6 +8,9 @@ import torch
 from stable_reinforce_trl.algorithms import (
     DEFAULT_LOG_RATIO_BOUNDS,
     advantage_baseline,
+    advantage_zscores,
+    normalize_then_sum,
+    per_token_returns,
     per_token_policy_loss,
     pre_clipped_ratio,
     stable_reinforce_advantages,
@@ -72,8 +75,10 @@ def test_255_ones_and_one_zero_zero_is_filtered_others_untouched():
     advantages, filtered = stable_reinforce_advantages(rewards, baseline="batch", group_size=1, sigma=3.0)
     assert advantages[17].item() == 0.0 and filtered[17] and filtered.sum() == 1
     others = torch.cat([advantages[:17], advantages[18:]])
-    assert torch.allclose(others, torch.cat([z[:17], z[18:]]))
-    assert others[0].item() == pytest.approx(0.0626, abs=1e-3)
+    # The values kept are TRL's batch scaling, (r - mean) / (std + 1e-4) with Bessel's correction.
+    trl = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
+    assert torch.allclose(others, torch.cat([trl[:17], trl[18:]]))
+    assert others[0].item() == pytest.approx(0.0625, abs=1e-3)
 
 
 def test_standardize_without_filter_and_nonfinite():
@@ -102,3 +107,89 @@ def test_group_baseline_ignores_unscorable_rewards():
     advantages, filtered = stable_reinforce_advantages(rewards, baseline="group", group_size=2, sigma=3.0)
     assert advantages[1] == 0 and filtered[1]
     assert torch.isfinite(advantages).all()
+
+
+# --- every TRL scale_rewards value, with the filter on global z-scores -------------------------------------------
+REWARDS = torch.tensor([1.0, 0.0, 0.5, 0.5, 2.0, 1.0, 0.2, 0.0])  # 4 groups of 2
+
+
+def trl_advantages(rewards, group_size, scale):
+    """TRL 1.16's sum_then_normalize advantages (grpo_trainer.py), written out."""
+    grouped = rewards.view(-1, group_size)
+    centred = (grouped - grouped.mean(1, keepdim=True)).view(-1)
+    if scale == "none":
+        return centred
+    std = grouped.std(1, keepdim=True).expand_as(grouped).reshape(-1) if scale == "group" else rewards.std()
+    return centred / (std + 1e-4)
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_group_baseline_with_each_scaling_is_trls_advantages(scale):
+    ours, filtered = stable_reinforce_advantages(REWARDS, baseline="group", group_size=2, scale=scale, sigma=None)
+    assert not filtered.any()
+    assert torch.allclose(ours, trl_advantages(REWARDS, 2, scale), atol=1e-6)
+
+
+def test_batch_baseline_takes_the_batch_mean_under_each_scaling():
+    centred = REWARDS - REWARDS.mean()
+    for scale, expected in (("none", centred), ("batch", centred / (REWARDS.std() + 1e-4))):
+        ours, _ = stable_reinforce_advantages(REWARDS, baseline="batch", group_size=2, scale=scale, sigma=None)
+        assert torch.allclose(ours, expected, atol=1e-6), scale
+    ours, _ = stable_reinforce_advantages(REWARDS, baseline="batch", group_size=2, scale="group", sigma=None)
+    group_std = REWARDS.view(-1, 2).std(1).repeat_interleave(2)
+    # A group whose rewards are all equal (the second) is left unscaled: TRL would divide by 1e-4.
+    expected = torch.where(group_std > 0, centred / (group_std + 1e-4), centred)
+    assert torch.allclose(ours, expected, atol=1e-6) and ours[2] == centred[2]
+
+
+def test_filter_decides_on_global_z_whatever_the_scaling():
+    # Group scaling makes every group's pair +-0.707: no outlier within any group. Over the batch, the one
+    # group with a large spread (rewards 0 and 30) is the outlier under "none": the filter must see that.
+    rewards = torch.tensor([0.0, 30.0] + [0.0, 1.0] * 15)
+    kept, filtered = stable_reinforce_advantages(rewards, baseline="group", group_size=2, scale="none", sigma=3.0)
+    assert filtered.tolist() == [True, True] + [False] * 30 and kept[:2].tolist() == [0.0, 0.0]
+    assert torch.allclose(kept[2:], trl_advantages(rewards, 2, "none")[2:])
+    z = advantage_zscores(rewards, baseline="group", group_size=2, scale="none")
+    assert z[:2].abs().min() > 3 and z[2:].abs().max() < 3
+    _, filtered = stable_reinforce_advantages(rewards, baseline="group", group_size=2, scale="group", sigma=3.0)
+    assert not filtered.any()  # every scaled advantage is +-0.707: the same z-score everywhere
+
+
+def test_token_statistics_weigh_each_completion_by_its_length():
+    # The reference: every completion token of the batch carries its sequence's reward; mean and std over tokens.
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
+    lengths = torch.tensor([2.0, 9.0, 7.0, 3.0, 8.0])  # wrong answers are longer
+    tokens = rewards.repeat_interleave(lengths.long())
+    expected = (rewards - tokens.mean()) / tokens.std(unbiased=False)
+    ours, _ = stable_reinforce_advantages(rewards, baseline="batch", group_size=1, weights=lengths, sigma=None)
+    assert torch.allclose(ours, expected, atol=1e-5)
+    by_sequence, _ = stable_reinforce_advantages(rewards, baseline="batch", group_size=1, sigma=None)
+    assert not torch.allclose(ours, by_sequence, atol=1e-2)
+    # A per-token (N, T) input with the completion mask as weights is the same computation.
+    mask = (torch.arange(9) < lengths.unsqueeze(1)).float()
+    per_token, _ = stable_reinforce_advantages(rewards.unsqueeze(1).expand(-1, 9), baseline="batch", group_size=1, weights=mask, sigma=None)
+    assert torch.allclose(per_token[mask.bool()], expected.repeat_interleave(lengths.long()), atol=1e-5)
+
+
+def test_kl_in_reward_is_reward_to_go_of_k1():
+    # G_t = R - coef * sum_{s >= t} k1_s over the masked tokens (gamma 1), no gradient.
+    kl = torch.tensor([[0.5, 1.0, 2.0, 9.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    returns = per_token_returns(torch.tensor([1.0]), kl, mask, coef=0.1)
+    assert returns[0, :3].tolist() == pytest.approx([1 - 0.35, 1 - 0.3, 1 - 0.2])
+    assert not returns.requires_grad
+
+
+def test_normalize_then_sum_is_trls_before_the_batch_step():
+    per_func = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.5], [float("nan"), float("nan")], [1.0, 0.0]])
+    weights = torch.tensor([1.0, 0.5])
+    grouped = per_func.view(-1, 2, 2)
+    trl = ((grouped - grouped.nanmean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).view(-1, 2)
+    expected = (trl * weights).nansum(1)
+    ours = normalize_then_sum(per_func, weights, group_size=2)
+    assert torch.isnan(ours[4]) and torch.allclose(ours[:4], expected[:4], atol=1e-4)
+    # then the default pipeline is TRL's batch step, (x - mean) / (std + 1e-4), unscorable row -> 0
+    advantages, _ = stable_reinforce_advantages(ours, baseline="batch", group_size=2, sigma=None)
+    finite = ours[~torch.isnan(ours)]
+    assert advantages[4] == 0
+    assert torch.allclose(advantages[:4], (ours[:4] - finite.mean()) / (finite.std() + 1e-4), atol=1e-5)
