@@ -2,9 +2,11 @@
 
 Both trainers run the same tiny Qwen2.5-VL, data, reward and schedule (data reused with
 num_iterations=2 so the pre-clip path is live), alternating A/B/A/B so that machine noise hits
-both. Reported: the ratio of median step times (target <= 1.05).
+both. Reported: the ratio of median step times (target <= 1.05 with StableReinforce's defaults).
+`--options` also measures the options a user sets, each against GRPOTrainer on the same TRL settings:
+`beta` (TRL's in-loss KL, on the unclamped log-probs), token statistics, the k1 KL in the reward.
 
-    python -m benchmarks.trainer_overhead [--repeats 3] [--steps 8]
+    python -m benchmarks.trainer_overhead [--repeats 3] [--steps 8] [--options]
 """
 
 from __future__ import annotations
@@ -30,13 +32,28 @@ def varied_reward(prompts, completions, **columns) -> list[float]:
     return [r + 0.01 * len(str(c)) for r, c in zip(result_reward(prompts, completions, **columns), completions)]
 
 
-ARMS = {"GRPOTrainer": (GRPOTrainer, GRPOConfig), "StableReinforceTrainer": (StableReinforceTrainer, StableReinforceConfig)}
+GRPO = (GRPOTrainer, GRPOConfig)
+STABLE = (StableReinforceTrainer, StableReinforceConfig)
+# name -> (trainer, config, extra config, the GRPOTrainer arm it is compared with). StableReinforce takes
+# GRPO's advantage baseline (group mean, batch std), so both arms train alike.
+ARMS = {
+    "GRPOTrainer": (*GRPO, {}, None),
+    "StableReinforceTrainer": (*STABLE, {"advantage_baseline": "group"}, "GRPOTrainer"),
+}
+OPTION_ARMS = {
+    "GRPOTrainer beta=0.04": (*GRPO, {"beta": 0.04}, None),
+    "StableReinforceTrainer beta=0.04": (*STABLE, {"advantage_baseline": "group", "beta": 0.04}, "GRPOTrainer beta=0.04"),
+    "StableReinforceTrainer advantage_statistics=token": (
+        *STABLE, {"advantage_baseline": "group", "advantage_statistics": "token"}, "GRPOTrainer"
+    ),
+    "StableReinforceTrainer kl_in_reward beta=0.04": (
+        *STABLE, {"advantage_baseline": "group", "beta": 0.04, "kl_in_reward": True}, "GRPOTrainer beta=0.04"
+    ),
+}  # fmt: skip
 
 
 def run_arm(name: str, model_dir: str, dataset, steps: int, out: str) -> list[float]:
-    trainer_cls, config_cls = ARMS[name]
-    # Same advantage baseline as GRPO's (group mean, batch std), so both arms train alike.
-    extra = {"advantage_baseline": "group"} if config_cls is StableReinforceConfig else {}
+    trainer_cls, config_cls, extra, _ = {**ARMS, **OPTION_ARMS}[name]
     args = config_cls(
         output_dir=out,
         per_device_train_batch_size=8,
@@ -71,30 +88,36 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the tiny model gains nothing from more)")
+    parser.add_argument("--options", action="store_true", help="also measure beta, token statistics, kl_in_reward")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    arms = {**ARMS, **OPTION_ARMS} if args.options else ARMS
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(make_tiny_model(f"{tmp}/tiny"))
         dataset = synthetic_judge_dataset(64, seed=0)
-        times: dict[str, list[float]] = {name: [] for name in ARMS}
+        times: dict[str, list[float]] = {name: [] for name in arms}
         started = time.perf_counter()
         for repeat in range(args.repeats):
-            order = list(ARMS) if repeat % 2 == 0 else list(reversed(ARMS))
+            order = list(arms) if repeat % 2 == 0 else list(reversed(arms))
             for name in order:
-                times[name] += run_arm(name, model_dir, dataset, args.steps, f"{tmp}/{name}-{repeat}")
+                times[name] += run_arm(name, model_dir, dataset, args.steps, f"{tmp}/{repeat}-{len(times[name])}")
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians["StableReinforceTrainer"] / medians["GRPOTrainer"]
+    option_ratios = {name: medians[name] / medians[arms[name][3]] for name in arms if name in OPTION_ARMS and arms[name][3]}
     result = {
         "median_step_time_s": medians,
         "step_times_s": times,
         "ratio_stable_reinforce_over_grpo": ratio,
-        "target": "<= 1.05",
+        "option_ratios_over_grpo": option_ratios,
+        "target": "<= 1.05 (defaults)",
         "settings": vars(args),
         "wall_time_s": time.perf_counter() - started,
     }
     path = write_result("trainer_overhead", result)
     print(f"median step time: GRPOTrainer {medians['GRPOTrainer']:.4f}s, StableReinforceTrainer "
           f"{medians['StableReinforceTrainer']:.4f}s, ratio {ratio:.3f} (target <= 1.05) -> {path}")
+    for name, value in option_ratios.items():
+        print(f"  {name}: {medians[name]:.4f}s, ratio {value:.3f} over {arms[name][3]}")
     return result
 
 

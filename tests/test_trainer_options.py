@@ -5,6 +5,7 @@ formula written out here: the KL term on the unclamped log-probs, the off-policy
 forwards (an inf injected into the logits: a fault, not a mock), a tool mask, the KL in the reward.
 """
 
+import json
 import math
 
 import pytest
@@ -238,3 +239,31 @@ def test_trl_reward_options_train(tiny_model_dir, tmp_path, options):
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == 2 and all(math.isfinite(entry["loss"]) for entry in logs)
     assert all(0.0 <= entry["stable_reinforce/advantage_filtered_frac"] <= 1.0 for entry in logs)
+
+
+def test_two_processes_token_statistics_and_kl_in_reward_are_global(tiny_model_dir, tmp_path):
+    from stable_reinforce_trl.algorithms import per_token_returns, stable_reinforce_advantages
+
+    from .test_distributed import ROOT, accelerate_launch
+
+    result = accelerate_launch(2, ROOT / "tests/scripts/record_token_advantages.py", tiny_model_dir, str(tmp_path))
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [[json.loads(line) for line in (tmp_path / f"token_rank{rank}.jsonl").open()] for rank in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) >= 1
+    assert any(len(r0["mask"][0]) != len(r1["mask"][0]) for r0, r1 in zip(*ranks))  # padded differently
+    acted = False
+    for r0, r1 in zip(*ranks):
+        assert r0["rewards"] == r1["rewards"]
+        width = max(len(r0["mask"][0]), len(r1["mask"][0]))
+        pad = lambda rows: torch.nn.functional.pad(torch.tensor(rows, dtype=torch.float32), (0, width - len(rows[0])))  # noqa: E731
+        mask = torch.cat([pad(r0["mask"]), pad(r1["mask"])])
+        k1 = torch.cat([pad(r0["k1"]), pad(r1["k1"])]) * mask
+        returns = per_token_returns(torch.tensor(r0["rewards"]), k1, mask, coef=0.5)
+        expected, filtered = stable_reinforce_advantages(returns, baseline="batch", group_size=4, sigma=1.5, weights=mask)
+        acted |= bool((filtered & mask.bool()).any())
+        for rank, record in enumerate((r0, r1)):
+            got = torch.tensor(record["advantages"])
+            local_mask = torch.tensor(record["mask"]).bool()
+            want = expected[rank * 4 : (rank + 1) * 4, : got.size(1)]
+            assert torch.allclose(got[local_mask], want[local_mask], atol=1e-4), rank
+    assert acted  # the filter zeroed some tokens, so the global z-scores are checked too
