@@ -83,6 +83,9 @@ class StableReinforceConfig(GRPOConfig):
             Reward is `result * (1 + consistency_weight * consistency) + format_weight * format`.
         format_weight (`float`, *optional*, defaults to `0.5`):
             See `consistency_weight`.
+        format_mode (`str`, *optional*, defaults to `"strict"`):
+            `"strict"`: the reference's check `^<think>.*?</think><answer>.*?</answer>$` (one of each tag,
+            nothing between the blocks). `"lenient"`: whitespace allowed around and between them.
         label_column (`str`, *optional*, defaults to `"label"`):
             Dataset column holding the preferred response's index, `"1"` or `"2"`.
     """
@@ -121,6 +124,10 @@ class StableReinforceConfig(GRPOConfig):
     )
     consistency_weight: float = field(default=0.5, metadata={"help": "Weight of consistency in the R1 reward."})
     format_weight: float = field(default=0.5, metadata={"help": "Weight of formatting in the R1 reward."})
+    format_mode: str = field(
+        default="strict",
+        metadata={"help": "'strict' (the reference's pattern) or 'lenient' (whitespace between tags).", "choices": ["strict", "lenient"]},
+    )
     label_column: str = field(default="label", metadata={"help": "Column with the preferred index, '1' or '2'."})
 
     # The paper averages each response's per-token losses ("grpo"); TRL's default is "dapo".
