@@ -225,8 +225,9 @@ def test_kl_in_reward_folds_k1_into_per_token_advantages(tiny_model_dir, tmp_pat
         {"scale_rewards": "group", "advantage_baseline": "group"},
         {"scale_rewards": False, "advantage_baseline": "group", "loss_type": "dr_grpo"},
         {"multi_objective_aggregation": "normalize_then_sum", "advantage_statistics": "token"},
+        {"beta": 0.04, "kl_in_reward": True, "advantage_statistics": "token"},  # the reference script's choices
     ],
-    ids=["grpo", "dr_grpo", "gdpo_token"],
+    ids=["grpo", "dr_grpo", "gdpo_token", "reference_kl"],
 )
 def test_trl_reward_options_train(tiny_model_dir, tmp_path, options):
     trainer = StableReinforceTrainer(
