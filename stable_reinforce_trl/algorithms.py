@@ -173,7 +173,7 @@ def stable_reinforce_advantages(
     `scale_rewards="batch"` (PPO Lite), `("group", "none")` is Dr. GRPO's, each with the global filter.
     NaN rewards (unscorable) get advantage 0 and count as filtered.
     """
-    scaled = scale_advantages(advantage_baseline(rewards, baseline, group_size, weights), rewards, scale, group_size, weights)
+    scaled = _scaled(rewards, baseline, group_size, scale, weights)
     filtered = ~torch.isfinite(scaled)
     if sigma is not None:
         filtered = filtered | (zscores(scaled, weights).abs() > sigma)
@@ -189,8 +189,12 @@ def advantage_zscores(
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The z-scores over the global batch the filter of `stable_reinforce_advantages` decides on."""
-    scaled = scale_advantages(advantage_baseline(rewards, baseline, group_size, weights), rewards, scale, group_size, weights)
-    return zscores(scaled, weights)
+    return zscores(_scaled(rewards, baseline, group_size, scale, weights), weights)
+
+
+def _scaled(rewards, baseline, group_size, scale, weights):
+    centred = advantage_baseline(rewards, baseline, group_size, weights)
+    return scale_advantages(centred, rewards, scale, group_size, weights)
 
 
 def normalize_then_sum(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -36,6 +36,11 @@ class _PreClipState:
     masked: int = 0
 
 
+def _loss_mask(batch: dict) -> torch.Tensor:
+    """The tokens TRL's loss counts: `completion_mask * tool_mask`, as `_compute_loss` builds it."""
+    return batch["completion_mask"] if "tool_mask" not in batch else batch["completion_mask"] * batch["tool_mask"]
+
+
 class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
     """Drop-in replacement for [`~trl.GRPOTrainer`] that trains with StableReinforce (R1-Reward).
 
@@ -82,13 +87,17 @@ class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
             rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
             rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         values, weights, local_width = self._advantage_inputs(output, rewards, mode)
-        options = dict(baseline=self.args.advantage_baseline, group_size=group_size, scale=self.args.scale_rewards, weights=weights)
+        options = dict(
+            baseline=self.args.advantage_baseline, group_size=group_size, scale=self.args.scale_rewards, weights=weights
+        )
         advantages, filtered = algorithms.stable_reinforce_advantages(values, sigma=self.args.advantage_sigma, **options)
         local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
         output["advantages"] = advantages[local] if local_width is None else advantages[local, :local_width]
 
         # The completions table shows TRL's advantages for this batch: show ours (a sequence's mean if per token).
-        shown = advantages if weights is None or advantages.dim() == 1 else (advantages * (weights > 0)).sum(-1) / (weights > 0).sum(-1).clamp(min=1)
+        shown = advantages
+        if advantages.dim() == 2:
+            shown = (advantages * (weights > 0)).sum(-1) / (weights > 0).sum(-1).clamp(min=1)
         logged = self._logs["advantages"]
         for _ in range(min(len(shown), len(logged))):
             logged.pop()
@@ -96,8 +105,10 @@ class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
 
         metrics = self._metrics[mode]
         counted = torch.ones_like(filtered) if weights is None else weights > 0
-        metrics[METRIC_PREFIX + "advantage_filtered_frac"].append(((filtered & counted).sum() / counted.sum().clamp(min=1)).item())
-        metrics[METRIC_PREFIX + "advantage_max_abs_z"].append(algorithms.advantage_zscores(values, **options).abs().max().item())
+        filtered_frac = (filtered & counted).sum() / counted.sum().clamp(min=1)
+        metrics[METRIC_PREFIX + "advantage_filtered_frac"].append(filtered_frac.item())
+        max_abs_z = algorithms.advantage_zscores(values, **options).abs().max()
+        metrics[METRIC_PREFIX + "advantage_max_abs_z"].append(max_abs_z.item())
         return output
 
     def _advantage_inputs(self, output: dict, rewards: torch.Tensor, mode: str):
@@ -107,8 +118,7 @@ class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
         token = self.args.advantage_statistics == "token"
         if not (token or self.args.kl_in_reward):
             return rewards, None, None
-        mask = output["completion_mask"] if "tool_mask" not in output else output["completion_mask"] * output["tool_mask"]
-        mask = mask.float()
+        mask = _loss_mask(output).float()
         if not self.args.kl_in_reward:
             return rewards, self.accelerator.gather(mask.sum(-1)), None
         k1 = self._rollout_policy_logps(output, mode) - output["ref_per_token_logps"]
@@ -209,9 +219,7 @@ class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         inputs = state.inputs
         old_logps = inputs.get("old_per_token_logps")
-        valid = inputs["completion_mask"].bool()
-        if "tool_mask" in inputs:
-            valid = valid & inputs["tool_mask"].bool()
+        valid = _loss_mask(inputs).bool()
         bad = ~torch.isfinite(logps)
         if entropies is not None:
             bad = bad | ~torch.isfinite(entropies)
@@ -227,7 +235,8 @@ class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
             advantages = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
             inputs["advantages"] = advantages * ~bad
             if "sampling_per_token_logps" in inputs:
-                inputs["sampling_per_token_logps"] = torch.where(bad, logps.detach(), inputs["sampling_per_token_logps"])
+                sampling = inputs["sampling_per_token_logps"]
+                inputs["sampling_per_token_logps"] = torch.where(bad, logps.detach(), sampling)
             valid = valid & ~bad
 
         if old_logps is None:  # TRL will use logps.detach() as old: the ratio is exactly 1
@@ -259,7 +268,8 @@ class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
         which is also the attention mask of the forward: the later tokens still see the dropped one."""
         inputs = dict(inputs)  # our copy: `_pre_clip` rewrites entries of it for TRL's loss
         keep = torch.ones_like(inputs["completion_mask"], dtype=torch.bool)
-        for key, neutral in (("old_per_token_logps", 0.0), ("ref_per_token_logps", 0.0), ("importance_sampling_ratio", 1.0)):
+        neutral_values = (("old_per_token_logps", 0.0), ("ref_per_token_logps", 0.0), ("importance_sampling_ratio", 1.0))
+        for key, neutral in neutral_values:
             value = inputs.get(key)
             if value is None or value.dim() != 2:
                 continue
@@ -269,7 +279,7 @@ class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
                 keep = keep & ~bad
         if keep.all():
             return inputs, 0
-        counted = inputs["completion_mask"].bool() if "tool_mask" not in inputs else (inputs["completion_mask"] * inputs["tool_mask"]).bool()
+        counted = _loss_mask(inputs).bool()
         tool_mask = inputs.get("tool_mask", torch.ones_like(inputs["completion_mask"]))
         inputs["tool_mask"] = tool_mask * keep.to(tool_mask.dtype)
         return inputs, int((counted & ~keep).sum())
