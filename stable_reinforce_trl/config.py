@@ -38,6 +38,10 @@ class StableReinforceConfig(GRPOConfig):
             The mean subtracted from each reward: `"batch"`, the global batch mean (Reinforce++, the paper), or
             `"group"`, the mean of the prompt's `num_generations` samples (GRPO). The scaling is TRL's
             `scale_rewards` (`"batch"` here by default, the paper's global standardization).
+        scale_rewards (`str` or `bool`, *optional*, defaults to `"batch"`):
+            TRL's field with TRL's meaning: divide the advantages by the reward std of the global `"batch"`
+            (the paper's standardization, hence this default), of each `"group"` (`True`, TRL's default) or
+            not at all (`"none"`, `False`, Dr. GRPO).
         advantage_statistics (`str`, *optional*, defaults to `"sequence"`):
             What each mean and standard deviation of the advantage pipeline weighs: `"sequence"`, every
             completion once (the paper), or `"token"`, every completion token of the global batch
