@@ -13,6 +13,7 @@ lives in `algorithms.py`; this module only wires it in.
 
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .checkpoints import RestoresFullCheckpoints
 from .config import StableReinforceConfig
 
 METRIC_PREFIX = "stable_reinforce/"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +71,12 @@ class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
         self._nonfinite_forwards = 0  # global count of non-finite policy log-probs in this accumulation window
         self._nonfinite_steps_skipped = 0
         super().__init__(model, reward_funcs, args, *pos, **kwargs)
+        if self.is_deepspeed_enabled:
+            logger.warning(
+                "Under DeepSpeed the engine takes the optimizer step inside backward, so StableReinforce cannot skip a "
+                "step whose gradients are NaN/Inf. ZeRO-1/2 skip it themselves with \"bf16\": {\"check_grad_overflow\": "
+                "true} in the DeepSpeed config; ZeRO-3 in bf16 has no such check."
+            )
 
     # ----------------------------------------------------------------------------------------- advantages
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
