@@ -51,6 +51,10 @@ class JudgeRequest:
         first, second = pair.responses(label)
         return cls(pair.question, first, second, tuple(pair.images), pair.video)
 
+    def as_images(self) -> "JudgeRequest":
+        """The video's frames shown as images, as a judge trained with `frames_as_images` saw them."""
+        return self if self.video is None else replace(self, images=(*self.images, *self.video), video=None)
+
     def messages(self) -> list[dict]:
         """The training prompt: image/video placeholders, then the judge text."""
         if self.video is None:
@@ -302,7 +306,8 @@ class Judge:
     """A judge model behind a backend, with the decoding settings the paper evaluates with.
 
     k = 1 decodes greedily; k > 1 draws k samples at `temperature` (Voting@k). `batch_size` is the
-    number of prompts per backend call (each yields k samples).
+    number of prompts per backend call (each yields k samples). `frames_as_images` shows a video as its
+    frames (the presentation the judge was trained with; `from_pretrained` reads it from the model's config).
     """
 
     backend: JudgeBackend
@@ -310,6 +315,7 @@ class Judge:
     max_new_tokens: int = 1024
     temperature: float = 1.0
     name: str = field(default="")
+    frames_as_images: bool = False
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.temperature <= 0:
@@ -354,7 +360,10 @@ class Judge:
                 raise TypeError(f"unexpected arguments for the transformers backend: {sorted(vllm_kwargs)}")
             engine = TransformersBackend.from_pretrained(path, device=device, dtype=dtype, force_output=force_output)
             default_batch = 8
-        return cls(engine, batch_size or default_batch, max_new_tokens, temperature)
+        from .video import recorded_presentation
+
+        return cls(engine, batch_size or default_batch, max_new_tokens, temperature,
+                   frames_as_images=recorded_presentation(path))
 
     def sampling(self, k: int) -> Sampling:
         """The decoding for k samples per prompt: greedy for k = 1, else sampling at `temperature`."""
@@ -365,12 +374,15 @@ class Judge:
     def settings(self, k: int) -> dict:
         """What the outputs depend on besides the prompt: the model and the decoding (cache keys use it)."""
         force = getattr(self.backend, "force_output", None)
-        return {"model": self.name, **self.sampling(k).as_dict(), **({"force_output": force} if force else {})}
+        frames = {"frames_as_images": True} if self.frames_as_images else {}
+        return {"model": self.name, **self.sampling(k).as_dict(), **({"force_output": force} if force else {}), **frames}
 
     def generate(self, requests: Sequence[JudgeRequest], k: int = 1, n: int | None = None) -> list[list[str]]:
         """Raw outputs, `n` (default k) per request, decoded as for Voting@k (greedy for k = 1), in batches
         of `batch_size` prompts. `n < k` tops up samples a resumed run already has."""
         sampling = replace(self.sampling(k), n=n or k)
+        if self.frames_as_images:
+            requests = [r.as_images() for r in requests]
         outputs: list[list[str]] = []
         for start in range(0, len(requests), self.batch_size):
             outputs += self.backend.generate(list(requests[start : start + self.batch_size]), sampling)

@@ -23,6 +23,7 @@ from trl import GRPOTrainer
 
 from . import algorithms
 from .checkpoints import RestoresFullCheckpoints
+from .video import GRPOVideoInputs
 from .config import StableReinforceConfig
 
 METRIC_PREFIX = "stable_reinforce/"
@@ -43,7 +44,7 @@ def _loss_mask(batch: dict) -> torch.Tensor:
     return batch["completion_mask"] if "tool_mask" not in batch else batch["completion_mask"] * batch["tool_mask"]
 
 
-class StableReinforceTrainer(RestoresFullCheckpoints, GRPOTrainer):
+class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrainer):
     """Drop-in replacement for [`~trl.GRPOTrainer`] that trains with StableReinforce (R1-Reward).
 
     Takes the same arguments as `GRPOTrainer`; `args` must be a [`StableReinforceConfig`]. When

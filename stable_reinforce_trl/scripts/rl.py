@@ -28,6 +28,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from ..video import record_presentation
 from .completions_table import VisionCompletionsTable
 from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset
 from .resume import check_checkpoint_alignment, resolve_checkpoint
@@ -119,6 +120,8 @@ def main(script_args, training_args, model_args):
         peft_config=get_peft_config(model_args),
     )
 
+    # The video presentation travels with the model (W&B's config, config.json, Judge.from_pretrained).
+    record_presentation(trainer.model, script_args.frames_as_images)
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     check_checkpoint_alignment(training_args, checkpoint, logger)
     # StableReinforceTrainer restores the model weights itself (stable_reinforce_trl.checkpoints).

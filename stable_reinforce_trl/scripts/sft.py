@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..checkpoints import RestoresFullCheckpoints
+from ..video import SFTVideoInputs, record_presentation
 from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset
 from .resume import resolve_checkpoint
 
@@ -45,7 +46,7 @@ class SFTScriptArguments(JudgeScriptArguments):
     )
 
 
-def merge_adapter(base_model: str, adapter_dir: str, model_init_kwargs: dict) -> str:
+def merge_adapter(base_model: str, adapter_dir: str, model_init_kwargs: dict, frames_as_images: bool = False) -> str:
     """Base model + adapter -> `adapter_dir/merged`. The base is reloaded unquantized, even after QLoRA:
     a 4-bit base cannot take the sum."""
     from peft import PeftModel
@@ -56,6 +57,7 @@ def merge_adapter(base_model: str, adapter_dir: str, model_init_kwargs: dict) ->
     # On CPU: the GPU still holds the trainer's memory, and a merge is only one weight sum per adapted layer.
     model = create_model_from_path(base_model, device_map="cpu", **kwargs)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    record_presentation(merged, frames_as_images)
     out = os.path.join(adapter_dir, MERGED_SUBDIR)
     merged.save_pretrained(out)
     AutoProcessor.from_pretrained(adapter_dir).save_pretrained(out)
@@ -82,8 +84,9 @@ def main(script_args, training_args, model_args):
     # `messages` + `images` rows go through SFTTrainer's own vision collator; with `assistant_only_loss` it
     # swaps in TRL's Qwen2.5-VL training template, so only the judge's answer is learned, not the prompt.
     peft_config = get_peft_config(model_args)
-    # Resuming and load_best_model_at_end restore Qwen2.5-VL's weights (stable_reinforce_trl.checkpoints).
-    class JudgeSFTTrainer(RestoresFullCheckpoints, SFTTrainer):
+    # Resuming and load_best_model_at_end restore Qwen2.5-VL's weights (stable_reinforce_trl.checkpoints);
+    # rows with a video reach the model as Qwen2.5-VL's video input (stable_reinforce_trl.video).
+    class JudgeSFTTrainer(RestoresFullCheckpoints, SFTVideoInputs, SFTTrainer):
         pass
 
     trainer = JudgeSFTTrainer(
@@ -95,6 +98,7 @@ def main(script_args, training_args, model_args):
         peft_config=peft_config,
     )
 
+    record_presentation(trainer.model, script_args.frames_as_images)
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.accelerator.print("✅ Training completed.")
@@ -106,7 +110,9 @@ def main(script_args, training_args, model_args):
     if peft_config is not None and script_args.merge_adapter:
         trainer.accelerator.wait_for_everyone()
         if trainer.accelerator.is_main_process:
-            merged = merge_adapter(model_args.model_name_or_path, training_args.output_dir, model_init_kwargs)
+            merged = merge_adapter(
+                model_args.model_name_or_path, training_args.output_dir, model_init_kwargs, script_args.frames_as_images
+            )
             trainer.accelerator.print(f"🔗 Merged model saved to {merged}.")
         trainer.accelerator.wait_for_everyone()
 
