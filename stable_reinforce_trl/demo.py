@@ -163,9 +163,10 @@ def sft_stage(model_dir: Path, plan: DemoPlan, seed: int, out: Path) -> tuple[Pa
 
 
 def rl_stage(model_dir: Path, plan: DemoPlan, out: Path, *, seed: int, data_seed: int | None = None,
-             save: bool = True, **config_overrides) -> tuple[Path, list[dict]]:
+             save: bool = True, trainer_kwargs: dict | None = None, **config_overrides) -> tuple[Path, list[dict]]:
     """StableReinforce RL on the synthetic task; `config_overrides` go to `StableReinforceConfig` (the
-    stability benchmark's arms and stress settings, the demo's referee)."""
+    stability benchmark's arms and stress settings, the demo's referee), `trainer_kwargs` to the trainer
+    (the stability benchmark's callbacks and `rollout_func`)."""
     from .config import StableReinforceConfig
     from .data.synthetic import synthetic_judge_dataset
     from .trainer import StableReinforceTrainer
@@ -192,7 +193,7 @@ def rl_stage(model_dir: Path, plan: DemoPlan, out: Path, *, seed: int, data_seed
     })  # fmt: skip
     data_seed = seed + 2 if data_seed is None else data_seed
     dataset = synthetic_judge_dataset(plan.rl_pairs, seed=data_seed, difficulty=plan.difficulty)
-    trainer = StableReinforceTrainer(model=str(model_dir), args=config, train_dataset=dataset)
+    trainer = StableReinforceTrainer(model=str(model_dir), args=config, train_dataset=dataset, **(trainer_kwargs or {}))
     trainer.train()
     if save:
         trainer.save_model(config.output_dir)
