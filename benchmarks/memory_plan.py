@@ -39,7 +39,8 @@ ASSUMPTIONS = [
     "(2 x 2 bytes x (4 x hidden + 3 x intermediate)); the vision tower's saved inputs over 4 patches per image "
     "token. TRL 1.16 computes the loss with a fused LM head, so full-vocabulary logits are never materialized.",
     "ZeRO-3 (7B recipes, zero3.yaml: 8 processes, zero3_init_flag, no offload): DeepSpeed's "
-    "estimate_zero3_model_states_mem_needs (18 bytes/param over the GPUs + 4 bytes x the largest layer).",
+    "estimate_zero3_model_states_mem_needs (18 bytes/param over the GPUs + 4 bytes x the largest layer); with "
+    "beta > 0 (the reference-script recipe) TRL's frozen reference model adds 2 bytes/param over the GPUs.",
     "One GPU without DeepSpeed (3B recipes, dtype bfloat16, bf16): full fine-tuning keeps bf16 weights, bf16 "
     "gradients and torch AdamW's two moments in the parameters' dtype: 8 bytes/param. LoRA: the frozen base in bf16 "
     "(2 bytes/param) + 16 bytes per trainable parameter (PEFT keeps adapters in fp32: weight, gradient, 2 moments). "
@@ -169,14 +170,17 @@ def main(argv: list[str] | None = None) -> dict:
         m7["params"], m7["largest_layer_params"], num_gpus_per_node=zero3_gpus, num_nodes=1,
         cpu_offload=False, cpu_offload_params=False, zero_init=True,
     )  # fmt: skip
-    for kind in ("sft", "stable_reinforce"):
-        recipe = load_yaml(RECIPES / "qwen2.5-vl-7b" / f"{kind}.yaml")
+    for path in sorted((RECIPES / "qwen2.5-vl-7b").glob("*.yaml")):
+        recipe = load_yaml(path)
         share = recipe.get("vllm_gpu_memory_utilization", 0.0) if recipe.get("use_vllm") else 0.0
-        extra = vllm_room(m7, share * gpu) if share else None
+        # beta > 0 with full fine-tuning: TRL adds a frozen bf16 reference model, ZeRO-3-sharded like the policy.
+        reference = 2 * m7["params"] / zero3_gpus if recipe.get("beta", 0.0) > 0 else 0.0
+        extra = {"reference_model_gb": round(reference / GB, 2), **(vllm_room(m7, share * gpu) if share else {})}
         plan.append(plan_entry(
-            m7, recipe=f"qwen2.5-vl-7b/{kind}.yaml", method="full, ZeRO-3", gpus=zero3_gpus,
-            micro_batch=recipe["per_device_train_batch_size"], seq_len=seq, gpu_gb=gpu, states_bytes=zero3_bytes,
-            vllm_share=share, vllm_sleeps=bool(recipe.get("vllm_enable_sleep_mode")), extra=extra,
+            m7, recipe=f"qwen2.5-vl-7b/{path.name}", method="full, ZeRO-3", gpus=zero3_gpus,
+            micro_batch=recipe["per_device_train_batch_size"], seq_len=seq, gpu_gb=gpu,
+            states_bytes=zero3_bytes + reference, vllm_share=share,
+            vllm_sleeps=bool(recipe.get("vllm_enable_sleep_mode")), extra=extra,
         ))  # fmt: skip
     m3 = models["qwen2.5-vl-3b"]
     for kind in ("sft", "stable_reinforce"):
