@@ -63,8 +63,8 @@ def rank_main(mode: str, model_dir: str, out: str) -> None:
     params = list(trainer.model.parameters())
     local = sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in params)
     print(f"PROBE {mode} rank {rank}: trained 2 steps as {type(trainer.model_wrapped).__name__}, "
-          f"{sum(isinstance(p, DTensor) for p in params)} sharded parameters, {local} of {sum(p.numel() for p in params)}"
-          " parameter values held locally", flush=True)  # fmt: skip
+          f"{sum(isinstance(p, DTensor) for p in params)} sharded parameters, {local} of "
+          f"{sum(p.numel() for p in params)} parameter values held locally", flush=True)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> list[str]:

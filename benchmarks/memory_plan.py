@@ -117,8 +117,10 @@ def activation_bytes_per_token(m: dict) -> float:
     return text
 
 
-def plan_entry(m: dict, *, recipe: str, method: str, gpus: int, micro_batch: int, seq_len: int, gpu_gb: float,
-               states_bytes: float, vllm_share: float = 0.0, vllm_sleeps: bool = False, extra: dict | None = None) -> dict:  # fmt: skip
+def plan_entry(
+    m: dict, *, recipe: str, method: str, gpus: int, micro_batch: int, seq_len: int, gpu_gb: float,
+    states_bytes: float, vllm_share: float = 0.0, vllm_sleeps: bool = False, extra: dict | None = None,
+) -> dict:  # fmt: skip
     per_token = activation_bytes_per_token(m)
     image_tokens = min(IMAGE_TOKENS, seq_len)
     activations = micro_batch * (seq_len * per_token + 4 * image_tokens * m["vision_layer_bytes_per_patch"])
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
     except ImportError:
-        print("memory_plan needs DeepSpeed's estimators: pip install 'stable-reinforce-trl[deepspeed]'", file=sys.stderr)
+        message = "memory_plan needs DeepSpeed's estimators: pip install 'stable-reinforce-trl[deepspeed]'"
+        print(message, file=sys.stderr)
         raise SystemExit(2)
     gpu, seq = args.gpu_memory_gb, args.seq_len
     models = {name: model_entry(f"{name}-instruct") for name in ("qwen2.5-vl-7b", "qwen2.5-vl-3b")}

@@ -120,7 +120,8 @@ def run_arm(arm: str, model_dir: str, rows_spec: tuple[int, int], settings: dict
     if settings["vllm"]:
         vllm = dict(
             use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=settings["vllm_gpu_memory_utilization"],
-            vllm_max_model_length=settings["vllm_max_model_length"], vllm_enable_sleep_mode=settings["vllm_sleep_mode"],
+            vllm_max_model_length=settings["vllm_max_model_length"],
+            vllm_enable_sleep_mode=settings["vllm_sleep_mode"],
         )  # fmt: skip
     args = config_cls(
         output_dir=out,
@@ -160,11 +161,15 @@ def run_arm(arm: str, model_dir: str, rows_spec: tuple[int, int], settings: dict
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     trainer = trainer_cls(
-        model=model_dir, reward_funcs=varied_reward, args=args, train_dataset=dataset(*rows_spec), peft_config=peft_config
+        model=model_dir, reward_funcs=varied_reward, args=args, train_dataset=dataset(*rows_spec),
+        peft_config=peft_config,
     )
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "step_time" in entry]
-    peak = torch.cuda.max_memory_allocated() / GB if on_gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if on_gpu:
+        peak = torch.cuda.max_memory_allocated() / GB
+    else:  # ru_maxrss is in KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {
         "step_times_s": [entry["step_time"] for entry in logs],
         "num_tokens": [entry.get("num_tokens") for entry in logs],  # logged on generation steps only
@@ -176,7 +181,7 @@ def run_arm_isolated(*args) -> dict:
     """run_arm, with any error passed back as text: some of transformers' exceptions do not unpickle."""
     try:
         return run_arm(*args)
-    except Exception as error:
+    except Exception:
         import traceback
 
         raise RuntimeError(traceback.format_exc()) from None
@@ -204,19 +209,20 @@ def summarize(runs: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="qwen2.5-vl-3b-instruct", choices=sorted(p.name for p in MODEL_CONFIGS.iterdir()))
+    models = sorted(p.name for p in MODEL_CONFIGS.iterdir())
+    parser.add_argument("--model", default="qwen2.5-vl-3b-instruct", choices=models)
     parser.add_argument("--peft", default="none", choices=["none", "lora"])
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run, even (default 6; 4 with --smoke)")
+    parser.add_argument("--steps", type=int, default=None, help="even (default 6; 4 with --smoke)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per arm, alternating the order")
     parser.add_argument("--batch-size", type=int, default=None, help="per device (default: the recipe's)")
     parser.add_argument("--num-generations", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--completion-length", type=int, default=256, help="tokens per completion (recipes: 1024)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
-    parser.add_argument("--vllm", default="auto", choices=["auto", "on", "off"], help="auto: on when vLLM is installed")
+    parser.add_argument("--vllm", default="auto", choices=["auto", "on", "off"], help="auto: when installed")
     parser.add_argument("--no-gradient-checkpointing", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
     parser.add_argument("--smoke", action="store_true", help="the same code at tiny dims on CPU (< 1 min)")
-    parser.add_argument("--output", type=Path, default=None, help="default: benchmarks/results/scale_<model>_<peft>.json")
+    parser.add_argument("--output", type=Path, default=None, help="default: results/scale_<model>_<peft>.json")
     args = parser.parse_args(argv)
     args.steps = args.steps or (4 if args.smoke else 6)
     if args.steps < 4 or args.steps % 2:
@@ -264,7 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
             for arm in order:
                 with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
                     out = f"{tmp}/{arm}-{repeat}"
-                    runs[arm].append(pool.submit(run_arm_isolated, arm, str(model_dir), rows_spec, settings, out).result())
+                    job = pool.submit(run_arm_isolated, arm, str(model_dir), rows_spec, settings, out)
+                    runs[arm].append(job.result())
     arms = {arm: summarize(values) for arm, values in runs.items()}
     ratio = arms["stable_reinforce"]["step_time_s"] / arms["grpo"]["step_time_s"]
     result = {
@@ -281,7 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     print(f"{args.model} ({params / 1e9:.2f}B params) {args.peft}: step time StableReinforce "
-          f"{arms['stable_reinforce']['step_time_s']:.3f}s, GRPO {arms['grpo']['step_time_s']:.3f}s, ratio {ratio:.3f}; "
+          f"{arms['stable_reinforce']['step_time_s']:.3f}s, GRPO {arms['grpo']['step_time_s']:.3f}s, "
+          f"ratio {ratio:.3f}; "
           f"peak memory {arms['stable_reinforce']['peak_memory_gb']:.1f} / {arms['grpo']['peak_memory_gb']:.1f} GiB; "
           f"{arms['stable_reinforce']['tokens_per_s']:.0f} / {arms['grpo']['tokens_per_s']:.0f} tokens/s -> {path}")
     return result

@@ -15,7 +15,8 @@ def test_scale_smoke_runs_both_arms_on_identical_work(tmp_path):
     for arm in ("stable_reinforce", "grpo"):
         for key in ("step_time_s", "peak_memory_gb", "tokens_per_s"):
             assert arms[arm][key] > 0, (arm, key)
-    assert result["step_time_ratio"] == pytest.approx(arms["stable_reinforce"]["step_time_s"] / arms["grpo"]["step_time_s"])
+    ours, grpo = arms["stable_reinforce"]["step_time_s"], arms["grpo"]["step_time_s"]
+    assert result["step_time_ratio"] == pytest.approx(ours / grpo)
     # Fixed-length completions and the same rows: both arms see exactly the same number of tokens.
     tokens = {arm: [run["num_tokens"] for run in arms[arm]["runs"]] for arm in arms}
     assert tokens["stable_reinforce"] == tokens["grpo"]
@@ -36,7 +37,8 @@ def test_memory_plan_counts_the_real_models_and_plans_every_recipe(tmp_path):
     rl3 = "qwen2.5-vl-3b/stable_reinforce.yaml"
     assert rows[(rl3, "qlora")]["per_gpu_gb"] < rows[(rl3, "lora")]["per_gpu_gb"] < rows[(rl3, "full")]["per_gpu_gb"]
     # The 7B RL recipe holds the vLLM share (0.3 of 80 GB) on top of what SFT needs.
-    rl7, sft7 = rows[("qwen2.5-vl-7b/stable_reinforce.yaml", "full, ZeRO-3")], rows[("qwen2.5-vl-7b/sft.yaml", "full, ZeRO-3")]
+    rl7 = rows[("qwen2.5-vl-7b/stable_reinforce.yaml", "full, ZeRO-3")]
+    sft7 = rows[("qwen2.5-vl-7b/sft.yaml", "full, ZeRO-3")]
     assert rl7["vllm_gb"] == pytest.approx(24.0) and rl7["per_gpu_gb"] == pytest.approx(sft7["per_gpu_gb"] + 24.0)
     assert all("fits" in row and row["per_gpu_gb"] > 0 for row in result["recipes"])
     # A 24 GB card holds the 3B QLoRA run (vLLM's share is then 6 GB), not the full fine-tune.
