@@ -2,12 +2,34 @@
 
 Each entry maps a command to `module:function`; the function receives the remaining argv and
 builds its own parser, so importing the CLI stays cheap (no torch import for `--help`).
+
+A user's mistake (`UserError`: a missing file, a bad row, an impossible option) ends any command with
+one `error: ...` message and exit code 2, never a traceback; a bug still shows its traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
+from importlib.metadata import PackageNotFoundError, version
+
+USAGE_ERROR = 2  # argparse's exit code for a bad command line; every user error shares it
+
+
+class UserError(Exception):
+    """A mistake in what the user gave (file, row, field or option), with the fix in its message."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Module docstrings keep their layout; every option's help ends with its default."""
+
+
+def package_version() -> str:
+    try:
+        return version("stable-reinforce-trl")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-tiny-model": ("stable_reinforce_trl.tiny_cli:main", "build the offline tiny Qwen2.5-VL into a folder"),
@@ -21,15 +43,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return ("usage: stable-reinforce [--version] <command> [args]\n\ncommands:\n" + "\n".join(lines)
+            + "\n\n`stable-reinforce <command> --help` lists a command's options.")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        width = max(map(len, COMMANDS))
-        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: stable-reinforce <command> [args]\n\ncommands:\n" + "\n".join(lines))
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"stable-reinforce {package_version()}")
+        return 0
+    if argv[0] not in COMMANDS:
+        what = "option" if argv[0].startswith("-") else "command"
+        print(f"{_usage()}\n\nerror: unknown {what} {argv[0]!r}; choose one of: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return USAGE_ERROR
     module_name, func_name = COMMANDS[argv[0]][0].split(":")
-    result = getattr(importlib.import_module(module_name), func_name)(argv[1:])
+    try:
+        result = getattr(importlib.import_module(module_name), func_name)(argv[1:])
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
     return int(result or 0)
 
 

@@ -21,7 +21,7 @@ def _annotation_file(tmp_path):
         attempts, failed = (i % 3) + 1, i % 5 == 4
         label = "1" if i % 4 else "2"
         pairs.append(PreferencePair(
-            id=f"a{i}", question=f"Q{i}", chosen=f"good {i}", rejected=f"bad {i}", images=["img.png"],
+            id=f"a{i}", question=f"Q{i}", chosen=f"good {i}", rejected=f"bad {i}", images=[str(tmp_path / "img.png")],
             source="povid" if i < 10 else "wildvision", reasoning=None if failed else f"trace {i}",
             reasoning_label=label, attempts=3 if failed else attempts, failed=failed))
     path = tmp_path / "ann.jsonl"

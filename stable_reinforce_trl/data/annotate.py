@@ -17,6 +17,7 @@ import asyncio
 import base64
 import json
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class AnnotateSummary:
     failed: int = 0
     errored: int = 0
     not_attempted: int = 0  # left when the run stopped because the endpoint kept failing
+    first_error: str | None = None  # the first endpoint error, to name the cause when nothing got through
 
     def __str__(self) -> str:
         by_attempts = ", ".join(f"{k} attempt(s): {v}" for k, v in sorted(self.succeeded.items())) or "none"
@@ -166,6 +168,7 @@ async def annotate_async(
                     annotated, verdicts = await annotate_pair(client, pair, label, config)
                 except TeacherError as exc:
                     summary.errored += 1
+                    summary.first_error = summary.first_error or str(exc)
                     consecutive_errors += 1
                     write(errors, {"key": pair_key(pair), "id": pair.id, "error": str(exc), "time": time.time()})
                 else:
@@ -194,29 +197,84 @@ def annotate(
     return asyncio.run(annotate_async(pairs, out_path, config, progress=progress))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .convert import add_source_args, pairs_from_args
+# Help for the AnnotateConfig fields the command line sets (the defaults come from the dataclass).
+_OPTION_HELP = {
+    "attempts": "tries per pair; the number used is the pair's difficulty",
+    "temperature": "teacher sampling temperature (0: the paper's; > 0 gives later attempts a new answer)",
+    "max_tokens": "most tokens per teacher answer",
+    "concurrency": "requests in flight at once",
+    "timeout_s": "seconds before a request is given up (then retried)",
+    "request_retries": "retries of a failed request (HTTP error, timeout, dropped connection), per attempt",
+    "retry_delay_s": "seconds before the first retry, doubled after each",
+    "max_consecutive_errors": "endpoint failures in a row after which the run stops (a rerun resumes)",
+    "seed": "seed of the balanced order each pair is shown in",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import HelpFormatter
+    from .convert import add_source_args
 
     parser = argparse.ArgumentParser(prog="stable-reinforce annotate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     add_source_args(parser)
     parser.add_argument("--out", required=True, help="annotations jsonl (appended to; reruns resume)")
     parser.add_argument("--base-url", required=True, help="OpenAI-compatible endpoint, e.g. http://host:8000/v1")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "EMPTY"))
+    parser.add_argument("--model", required=True, help="the teacher's model name at that endpoint")
+    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "EMPTY"),
+                        help="API key (default: $OPENAI_API_KEY, else EMPTY)")
     defaults = AnnotateConfig("", "")
-    for name in ("attempts", "temperature", "max_tokens", "concurrency", "timeout_s", "request_retries",
-                 "retry_delay_s", "max_consecutive_errors", "seed"):
+    for name, help_ in _OPTION_HELP.items():
         value = getattr(defaults, name)
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    parser.add_argument("--limit", type=int, default=None, help="annotate only the first N pairs")
-    args = parser.parse_args(argv)
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, help=help_)
+    parser.add_argument("--limit", type=int, default=None, help="annotate only the first N pairs (default: all)")
+    return parser
+
+
+def _check(args: argparse.Namespace) -> None:
+    from .validation import OptionError
+
+    if not args.base_url.startswith(("http://", "https://")):
+        raise OptionError(f"--base-url must be an http(s) URL like http://127.0.0.1:8000/v1, got {args.base_url!r}")
+    for name in ("attempts", "max_tokens", "concurrency", "max_consecutive_errors", "limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise OptionError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.timeout_s <= 0 or args.request_retries < 0 or args.retry_delay_s < 0 or args.temperature < 0:
+        raise OptionError("--timeout-s must be > 0, and --request-retries, --retry-delay-s, --temperature >= 0")
+    if Path(args.out).is_dir():
+        raise OptionError(f"--out {args.out} is a folder; give the annotations .jsonl file to write (or resume)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .convert import pairs_from_args
+    from .validation import OptionError
+
+    args = build_parser().parse_args(argv)
+    _check(args)
     pairs = pairs_from_args(args)[: args.limit]
-    config = AnnotateConfig(**{k: getattr(args, k) for k in vars(defaults)} | dict(
+    config = AnnotateConfig(**{k: getattr(args, k) for k in _OPTION_HELP} | dict(
         base_url=args.base_url, model=args.model, api_key=args.api_key))
     if config.temperature == 0 and config.attempts > 1:
         print("note: at temperature 0 a deterministic teacher repeats itself, so attempts after the first rarely "
               "change the answer; --temperature > 0 makes them count")
-    summary = annotate(pairs, args.out, config)
+    out = Path(args.out)
+    try:
+        done = _finished_keys(out)
+    except ValueError as error:
+        raise OptionError(str(error)) from None
+    try:
+        summary = annotate(pairs, out, config)
+    except KeyboardInterrupt:
+        keys = {pair_key(p) for p in pairs}
+        finished = len(_finished_keys(out) & keys)
+        print(f"\ninterrupted: {finished} of {len(pairs)} pairs are annotated in {out} ({finished - len(done & keys)} "
+              "in this run). Rerun the same command to resume: finished pairs are skipped.", file=sys.stderr)
+        return 130
     print(summary)
+    if summary.errored and not summary.succeeded and not summary.failed and not summary.skipped_done:
+        raise OptionError(f"the teacher at {args.base_url} answered no request ({summary.first_error}). Fix: check "
+                          "--base-url and --model, and that the server is running; a rerun resumes")
+    if summary.errored or summary.not_attempted:
+        print(f"{summary.errored + summary.not_attempted} pair(s) not annotated (endpoint errors, listed in "
+              f"{out.name}.errors.jsonl); rerun the same command to retry them", file=sys.stderr)
     return 0 if summary.errored == 0 and summary.not_attempted == 0 else 1

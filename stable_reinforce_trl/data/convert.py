@@ -10,23 +10,28 @@ from pathlib import Path
 
 import datasets
 
-from .loaders import FORMATS, MAPPING_KEYS, load_pairs
+from ..cli import HelpFormatter
+from .loaders import FORMATS, MAPPING_KEYS, collect_pairs
 from .pairs import judge_dataset
 from .records import store_image
-from .validation import IMAGE_CHECKS, SkipReport
+from .validation import IMAGE_CHECKS, OptionError
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
     """The options every command that reads pairs shares."""
     parser.add_argument("source", help="a jsonl/json/parquet file, a save_to_disk folder, or a Hub dataset name")
-    parser.add_argument("--format", default="auto", choices=["auto", *FORMATS[:-1]])
+    parser.add_argument("--format", default="auto", choices=["auto", *FORMATS[:-1]],
+                        help="the source's format; auto detects it from the first row's keys")
     parser.add_argument("--columns", default=None,
                         help=f"column mapping KEY=COLUMN,... with keys from {MAPPING_KEYS}")
-    parser.add_argument("--image-root", default=None, help="folder relative image paths start from")
+    parser.add_argument("--image-root", default=None,
+                        help="folder relative image paths start from (default: the data file's folder)")
     parser.add_argument("--num-frames", type=int, default=8, help="frames sampled evenly from a video folder")
-    parser.add_argument("--check-images", default="open", choices=IMAGE_CHECKS)
-    parser.add_argument("--skip-invalid", action="store_true", help="drop invalid rows (counted and reported)")
-    parser.add_argument("--split", default="train", help="split, for a Hub dataset")
+    parser.add_argument("--check-images", default="open", choices=IMAGE_CHECKS,
+                        help="open: read each image's header; exists: only check the file is there; none: no check")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="drop invalid rows (counted and reported) instead of listing them and stopping")
+    parser.add_argument("--split", default="train", help="split, for a Hub dataset or a DatasetDict folder")
 
 
 def parse_columns(text: str | None) -> dict[str, str] | None:
@@ -35,19 +40,23 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
     try:
         return dict(item.split("=", 1) for item in text.split(","))
     except ValueError:
-        raise SystemExit(f"--columns must look like question=q,chosen=a,rejected=b; got {text!r}") from None
+        raise OptionError(f"--columns must look like question=q,chosen=a,rejected=b; got {text!r}") from None
 
 
 def pairs_from_args(args: argparse.Namespace) -> list:
-    """Load the pairs an `add_source_args` parser describes, printing what was skipped."""
-    report = SkipReport()
-    pairs = load_pairs(
+    """The pairs an `add_source_args` parser describes. Every invalid row is listed in one error, or, with
+    --skip-invalid, dropped and reported once; a source left with no pairs is an error too."""
+    if args.num_frames < 1:
+        raise OptionError(f"--num-frames must be >= 1, got {args.num_frames}")
+    pairs, report = collect_pairs(
         args.source, args.format, columns=parse_columns(args.columns), image_root=args.image_root,
-        num_frames=args.num_frames, check_images=args.check_images, skip_invalid=args.skip_invalid,
-        report=report, split=args.split,
+        num_frames=args.num_frames, check_images=args.check_images, skip_invalid=args.skip_invalid, split=args.split,
     )
     if args.skip_invalid:
         print(report.summary())
+    if not pairs:
+        raise OptionError(f"{args.source}: no valid pairs" + (" (every row was invalid)" if report.total else
+                                                             " (the source has no rows)"))
     return pairs
 
 
@@ -78,7 +87,8 @@ def save_dataset(ds: datasets.Dataset, out: str | os.PathLike) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stable-reinforce convert", description=__doc__)
+    parser = argparse.ArgumentParser(prog="stable-reinforce convert", description=__doc__,
+                                     formatter_class=HelpFormatter)
     add_source_args(parser)
     parser.add_argument("--out", required=True, help="a folder (save_to_disk) or a .jsonl file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the balanced order assignment")

@@ -11,8 +11,10 @@ Formats (`format=`, "auto" guesses from the first row's keys):
   holding the filled judge prompt, `images`, `videos`, `label`), read back into pairs (for `eval`).
 - `columns`: any jsonl or HF dataset with a user-given column mapping.
 
-Relative image paths are resolved against `image_root` (default: the data file's folder). Images
-stay paths (or embedded bytes) until a row is read from the dataset: `datasets.Image` loads lazily.
+Relative image paths are resolved against `image_root` (default: the data file's folder), never
+against the working folder, and come out absolute: whatever a command writes from the pairs can be
+read from any folder. Images stay paths (or embedded bytes) until a row is read from the dataset:
+`datasets.Image` loads lazily.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ import datasets
 
 from ..prompts import parse_verdict
 from .pairs import PreferencePair, judge_dataset
-from .validation import IMAGE_CHECKS, InvalidRowError, RowContext, SkipReport, check_pair
+from .validation import (
+    IMAGE_CHECKS,
+    InvalidRowError,
+    InvalidRowsError,
+    OptionError,
+    RowContext,
+    SkipReport,
+    SourceNotFoundError,
+    check_pair,
+)
 
 FORMATS = ("r1-reward", "pairs", "vl-rewardbench", "multimodal-rewardbench", "judge", "columns")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -69,17 +80,43 @@ def iter_rows(source: Source, split: str = "train") -> tuple[str, Path | None, I
         return "<dataset>", None, _dataset_rows(source)
     path = Path(source)
     if path.is_dir():
-        return str(path), path, _dataset_rows(datasets.load_from_disk(str(path)))
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except FileNotFoundError:
+            raise SourceNotFoundError(f"{path}: a folder, but not one written by save_to_disk (no dataset_info.json). "
+                                      "Fix: give the data file inside it, or the folder `convert` wrote") from None
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise OptionError(f"{path} holds the splits {list(ds)}, not {split!r}. Fix: pass --split")
+            ds = ds[split]
+        return str(path), path, _dataset_rows(ds)
     if path.suffix == ".parquet":
         return str(path), path.parent, _dataset_rows(datasets.Dataset.from_parquet(str(path)))
     if path.suffix == ".json" and path.is_file():
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RowContext(str(path), "the whole file").error(
+                "(file)", "malformed file", str(exc), "give a JSON list of row objects (or use .jsonl, one per line)"
+            ) from None
+        if not isinstance(rows, list):
+            raise RowContext(str(path), "the whole file").error(
+                "(file)", "malformed file", f"a JSON {type(rows).__name__}, not a list", "give a JSON list of rows")
         return str(path), path.parent, ((f"row {i}", r) for i, r in enumerate(rows))
     if path.is_file():
         return str(path), path.parent, _jsonl_rows(path)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):  # a Hub dataset name
-        return str(source), None, _dataset_rows(datasets.load_dataset(str(source), split=split))
-    raise FileNotFoundError(f"{source}: no such file, folder or Hub dataset name")
+        try:
+            ds = datasets.load_dataset(str(source), split=split)
+        except Exception as exc:  # offline, unknown name, missing split: datasets raises many types
+            raise SourceNotFoundError(
+                f"{source}: no such local file or folder, and not loadable as a Hub dataset "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Fix: check the path "
+                f"(relative paths start from the working folder, {os.getcwd()}) or the dataset name and split"
+            ) from None
+        return str(source), None, _dataset_rows(ds)
+    raise SourceNotFoundError(f"{source}: no such file, folder or Hub dataset name. Fix: check the path (relative "
+                              f"paths start from the working folder, {os.getcwd()})")
 
 
 # -------------------------------------------------------------------------------------------- images
@@ -94,7 +131,7 @@ class _Media:
     def path(self, value: str) -> str:
         if self.root is not None and not os.path.isabs(value):
             value = os.path.join(self.root, value)
-        return os.path.normpath(value)
+        return os.path.abspath(value)
 
     def image(self, value: Any, ctx: RowContext, field_name: str):
         if isinstance(value, str) and value:
@@ -273,12 +310,12 @@ _MAPPED_LABELS = {1: "1", 2: "2", "1": "1", "2": "2"}
 def _columns(mapping: dict[str, str]) -> Callable[[dict, RowContext, _Media], PreferencePair]:
     unknown = set(mapping) - set(MAPPING_KEYS)
     if unknown:
-        raise ValueError(f"unknown column mapping key(s) {sorted(unknown)}; allowed: {MAPPING_KEYS}")
+        raise OptionError(f"unknown column mapping key(s) {sorted(unknown)}; allowed: {MAPPING_KEYS}")
     by_label = "label" in mapping
     needed = ("question", "response1", "response2", "label") if by_label else ("question", "chosen", "rejected")
     missing = [k for k in needed if k not in mapping]
     if missing:
-        raise ValueError(f"column mapping lacks {missing}: give chosen/rejected, or response1/response2/label")
+        raise OptionError(f"column mapping lacks {missing}: give chosen/rejected, or response1/response2/label")
 
     def convert(row: dict, ctx: RowContext, media: _Media) -> PreferencePair:
         def col(key: str):
@@ -336,7 +373,8 @@ def detect_format(row: dict) -> str:
         return "pairs"
     if "label" in keys and keys & {"prompt", "messages"}:
         return "judge"
-    raise ValueError(f"cannot tell the format of a row with keys {sorted(keys)}; pass format= or a column mapping")
+    raise OptionError(f"cannot tell the format of a row with keys {sorted(keys)[:12]}; pass format= (--format) "
+                      "or a column mapping (--columns)")
 
 
 # --------------------------------------------------------------------------------------------- public
@@ -360,11 +398,11 @@ def iter_pairs(
     counted in `report` instead, and the caller prints `report.summary()` (`load_pairs` does).
     """
     if check_images not in IMAGE_CHECKS:
-        raise ValueError(f"check_images must be one of {IMAGE_CHECKS}, got {check_images!r}")
+        raise OptionError(f"check_images must be one of {IMAGE_CHECKS}, got {check_images!r}")
     if columns:
         format = "columns"  # noqa: A001
     elif format not in ("auto", *FORMATS) or format == "columns":
-        raise ValueError(f"format must be 'auto' or one of {FORMATS[:-1]} (or give columns=), got {format!r}")
+        raise OptionError(f"format must be 'auto' or one of {FORMATS[:-1]} (or give columns=), got {format!r}")
     name, folder, rows = iter_rows(source, split)
     media = _Media(Path(image_root) if image_root is not None else folder, num_frames)
     report = report if report is not None else SkipReport()
@@ -402,6 +440,20 @@ def load_pairs(source: Source, format: str = "auto", **kwargs) -> list[Preferenc
     pairs = list(iter_pairs(source, format, report=report, **kwargs))
     report.log()
     return pairs
+
+
+def collect_pairs(
+    source: Source, format: str = "auto", *, skip_invalid: bool = False, max_listed: int = 20,  # noqa: A002
+    fix: str = "for images: the paths, or --image-root", **kwargs,
+) -> tuple[list[PreferencePair], SkipReport]:
+    """(valid pairs, report of invalid rows), for the commands: every row is read, and without `skip_invalid`
+    the invalid ones are raised together in one `InvalidRowsError` (the first `max_listed` spelled out),
+    so a file is fixed in one pass. With it, the caller prints `report.summary()` once."""
+    report = SkipReport(max_examples=max_listed)
+    pairs = list(iter_pairs(source, format, skip_invalid=True, report=report, **kwargs))
+    if report.total and not skip_invalid:
+        raise InvalidRowsError(str(source), report, len(pairs), fix)
+    return pairs, report
 
 
 def load_judge_dataset(

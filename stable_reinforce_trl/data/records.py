@@ -1,7 +1,8 @@
 """Pairs as jsonl records (the `pairs` format, which `load_pairs` reads back), and images as bytes.
 
 In-memory or embedded images cannot go into a JSON line, so they are written once to a media
-folder beside the jsonl and the record holds their paths.
+folder beside the jsonl and the record holds their paths. Every path written is absolute, so the
+file reads the same from any working folder.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ def _as_png(image: PILImage.Image) -> tuple[bytes, str]:
 
 
 def store_image(ref: ImageRef, media_dir: Path | None, name: str) -> str:
-    """A path for the image: its own, or a file `name.<ext>` written into `media_dir`."""
+    """An absolute path for the image: its own, or a file `name.<ext>` written into `media_dir`."""
     if isinstance(ref, str):
-        return ref
+        return os.path.abspath(ref)
     if isinstance(ref, dict) and not ref.get("bytes"):
-        return ref["path"]
+        return os.path.abspath(ref["path"])
     if media_dir is None:
         raise ValueError("this pair holds in-memory images: give a media folder to write them to")
     media_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def store_image(ref: ImageRef, media_dir: Path | None, name: str) -> str:
     path = media_dir / f"{name}.{mime.split('/')[1]}"
     if not path.exists():
         path.write_bytes(data)
-    return str(path)
+    return str(path.absolute())
 
 
 def pair_to_record(pair: PreferencePair, media_dir: str | os.PathLike | None = None) -> dict:

@@ -1,7 +1,9 @@
 """Row validation: every bad input names its file, line or row, field, and the fix.
 
 Loaders either raise `InvalidRowError` at the first bad row or, with `skip_invalid`, record it
-in a `SkipReport` (counts per reason plus the first few messages) that is always printed.
+in a `SkipReport` (counts per reason plus the first few messages) that is always printed. The
+commands collect every bad row instead and raise one `InvalidRowsError` listing them
+(`loaders.collect_pairs`), so a file is fixed in one pass.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image as PILImage
 
+from ..cli import UserError
 from .pairs import PreferencePair
 
 logger = logging.getLogger(__name__)
@@ -20,12 +23,39 @@ logger = logging.getLogger(__name__)
 SKIP_HINT = "or pass skip_invalid=True (--skip-invalid) to drop such rows"
 
 
-class InvalidRowError(ValueError):
-    """A row that cannot become a preference pair. `reason` is a short key ("missing image", ...)."""
+class InvalidRowError(UserError, ValueError):
+    """A row that cannot become a preference pair. `reason` is a short key ("missing image", ...).
+
+    `row_message` is the message without the skip hint: what a report of skipped rows prints, since
+    suggesting `--skip-invalid` for a row it already skipped says nothing."""
 
     def __init__(self, file: str, where: str, field_name: str, reason: str, detail: str, fix: str):
         self.file, self.where, self.field, self.reason = file, where, field_name, reason
-        super().__init__(f"{file}, {where}, field '{field_name}': {reason}: {detail}. Fix: {fix}, {SKIP_HINT}.")
+        self.row_message = f"{file}, {where}, field '{field_name}': {reason}: {detail}. Fix: {fix}"
+        super().__init__(f"{self.row_message}, {SKIP_HINT}.")
+
+
+class OptionError(UserError, ValueError):
+    """An option that cannot work (an unknown format, a bad column mapping, ...), named with its fix."""
+
+
+class SourceNotFoundError(UserError, FileNotFoundError):
+    """A source that is no file, folder or reachable Hub dataset."""
+
+
+class InvalidRowsError(UserError, ValueError):
+    """Every invalid row of a source (the first `max_examples` spelled out), raised once by the commands."""
+
+    def __init__(self, source: str, report: "SkipReport", valid: int, fix: str):
+        self.source, self.report = source, report
+        listed = "\n".join(f"  - {example}" for example in report.examples)
+        more = report.total - len(report.examples)
+        super().__init__(
+            f"{report.total} invalid row(s) in {source} ({dict(report.counts)}):\n{listed}"
+            + (f"\n  ... and {more} more" if more > 0 else "")
+            + f"\nFix them ({fix}), or pass --skip-invalid to use the other {valid} row(s) (the skipped count is "
+            "reported)."
+        )
 
 
 @dataclass
@@ -39,7 +69,7 @@ class SkipReport:
     def add(self, error: InvalidRowError) -> None:
         self.counts[error.reason] += 1
         if len(self.examples) < self.max_examples:
-            self.examples.append(str(error))
+            self.examples.append(error.row_message)
 
     @property
     def total(self) -> int:

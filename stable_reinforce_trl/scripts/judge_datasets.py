@@ -18,7 +18,9 @@ import datasets
 from trl import ScriptArguments
 
 from stable_reinforce_trl.data import sft_dataset, synthetic_judge_dataset, synthetic_sft_dataset
-from stable_reinforce_trl.data.loaders import FORMATS, load_judge_dataset, load_pairs
+from stable_reinforce_trl.data.loaders import FORMATS, collect_pairs
+from stable_reinforce_trl.data.pairs import judge_dataset
+from stable_reinforce_trl.data.validation import InvalidRowsError, OptionError, RowContext, SkipReport
 
 SYNTHETIC_PREFIX = "synthetic:"
 # Evaluation rows of the synthetic task come from another seed, so they never repeat a training row.
@@ -67,9 +69,9 @@ def parse_synthetic(name: str) -> tuple[int, str, int] | None:
         difficulty = parts[1] if len(parts) > 1 and parts[1] else "easy"
         seed = int(parts[2]) if len(parts) > 2 else 0
     except ValueError:
-        raise ValueError(f"dataset_name {name!r}: expected synthetic:N[:difficulty[:seed]], e.g. synthetic:64:easy") from None
+        raise OptionError(f"dataset_name {name!r}: expected synthetic:N[:difficulty[:seed]], e.g. synthetic:64:easy") from None
     if len(parts) > 3 or n < 1:
-        raise ValueError(f"dataset_name {name!r}: expected synthetic:N[:difficulty[:seed]] with N >= 1")
+        raise OptionError(f"dataset_name {name!r}: expected synthetic:N[:difficulty[:seed]] with N >= 1")
     return n, difficulty, seed
 
 
@@ -79,7 +81,7 @@ def eval_split(dataset: datasets.DatasetDict, args: JudgeScriptArguments, eval_s
     if strategy == "no":
         return None
     if args.dataset_test_split not in dataset:
-        raise ValueError(
+        raise OptionError(
             f"eval_strategy={strategy!r} needs a {args.dataset_test_split!r} split, and {args.dataset_name} has "
             f"only {list(dataset)}. Use a Hub dataset or folder with that split, or set eval_strategy: no."
         )
@@ -104,24 +106,50 @@ def _first_row(path: Path) -> dict | None:
     return None
 
 
-def _resolve_images(ds: datasets.Dataset, root: Path) -> datasets.Dataset:
-    """Relative image paths in a jsonl of judge rows: against the file's folder (or `image_root`) when the
-    image is there, else as written (`stable-reinforce convert` writes them relative to its working folder)."""
+def _resolve_images(ds: datasets.Dataset, root: Path, source: str, skip_invalid: bool) -> datasets.Dataset:
+    """Image and frame paths of a judge-row file, absolute: relative ones start from `root` (the file's folder,
+    or `image_root`), never from the working folder, so a file trains the same from anywhere. Every row whose
+    image is missing is listed at once, here, rather than found by the trainer mid-run."""
+    report, bad = SkipReport(), set()
 
-    def resolve_one(path):
-        if not isinstance(path, str) or os.path.isabs(path) or not (root / path).exists():
-            return path
-        return str(root / path)
+    def resolve(ref, index: int, field_name: str):
+        path = ref.get("path") if isinstance(ref, dict) and not ref.get("bytes") else ref
+        if not isinstance(path, str):
+            return ref
+        full = os.path.abspath(os.path.join(root, path))  # an absolute path stays as it is
+        if not os.path.isfile(full):
+            bad.add(index)
+            report.add(RowContext(source, f"row {index}").error(
+                field_name, "missing image", f"no file at {full}",
+                "relative paths start from the data file's folder: fix the path, pass image_root (--image_root), "
+                "or rewrite the file with `stable-reinforce convert`, which writes absolute paths"))
+        return full
 
-    def resolve(paths):
-        return [resolve_one(p) for p in paths or []]
+    def resolve_row(row, index):
+        out = {}
+        if "images" in row:
+            out["images"] = [resolve(p, index, "images") for p in row["images"] or []]
+        if "videos" in row:
+            out["videos"] = [[resolve(p, index, "videos") for p in video or []] for video in row["videos"] or []]
+        return out
 
     columns = [c for c in ("images", "videos") if c in ds.column_names]
+    if not columns:
+        return ds
+    # One pass in Python first (map's cache would hide the report on a rerun), then the columns as Image features.
+    resolved = [resolve_row(row, i) for i, row in enumerate(ds.select_columns(columns).to_list())]
+    if report.total:
+        if not skip_invalid:
+            raise InvalidRowsError(source, report, len(ds) - len(bad), "the image paths, or image_root")
+        print(report.summary())
+    ds = ds.remove_columns(columns)
+    for column in columns:
+        ds = ds.add_column(column, [row[column] for row in resolved])
+    keep = [i for i in range(len(ds)) if i not in bad]
+    ds = ds.select(keep) if len(keep) < len(ds) else ds
     if "images" in columns:
-        ds = ds.map(lambda row: {"images": resolve(row["images"])})
         ds = ds.cast_column("images", datasets.List(datasets.Image()))
     if "videos" in columns:
-        ds = ds.map(lambda row: {"videos": [resolve(v) for v in row["videos"] or []]})
         ds = ds.cast_column("videos", datasets.List(datasets.List(datasets.Image())))
     return ds
 
@@ -135,9 +163,9 @@ def load_recipe_dataset(args: JudgeScriptArguments, kind: str, *, label_column: 
     if kind not in ("sft", "rl"):
         raise ValueError(f"kind must be 'sft' or 'rl', got {kind!r}")
     if not args.dataset_name:
-        raise ValueError("Give dataset_name: a data file or folder, a Hub dataset, or synthetic:N.")
+        raise OptionError("Give dataset_name: a data file or folder, a Hub dataset, or synthetic:N.")
     if args.dataset_streaming:
-        raise ValueError("dataset_streaming is not supported: judge rows are built from the whole source.")
+        raise OptionError("dataset_streaming is not supported: judge rows are built from the whole source.")
     wanted = ("messages",) if kind == "sft" else ("prompt", label_column)
 
     synthetic = parse_synthetic(args.dataset_name)
@@ -156,10 +184,13 @@ def load_recipe_dataset(args: JudgeScriptArguments, kind: str, *, label_column: 
     )
 
     def from_pairs(source):
+        pairs, report = collect_pairs(source, args.dataset_format, fix="the paths, or image_root", **pair_kwargs)
+        if report.total:
+            print(report.summary())
+        if not pairs:
+            raise OptionError(f"{args.dataset_name}: no valid pairs to train on")
         if kind == "rl":
-            return load_judge_dataset(source, args.dataset_format, seed=seed, frames_as_images=args.frames_as_images,
-                                      **pair_kwargs)  # fmt: skip
-        pairs = load_pairs(source, args.dataset_format, **pair_kwargs)
+            return judge_dataset(pairs, seed=seed, frames_as_images=args.frames_as_images)
         return sft_dataset(pairs, frames_as_images=args.frames_as_images)
 
     path = Path(args.dataset_name)
@@ -176,7 +207,8 @@ def load_recipe_dataset(args: JudgeScriptArguments, kind: str, *, label_column: 
             builder = "parquet" if path.suffix == ".parquet" else "json"
             ds = datasets.load_dataset(builder, data_files=str(path), split="train")
             root = Path(args.image_root) if args.image_root else path.parent
-            return datasets.DatasetDict({args.dataset_train_split: _resolve_images(ds, root)})
+            resolved = _resolve_images(ds, root, str(path), args.skip_invalid)
+            return datasets.DatasetDict({args.dataset_train_split: resolved})
         return datasets.DatasetDict({args.dataset_train_split: from_pairs(path)})
 
     # A Hub dataset: judge rows as they are, or pairs converted split by split.
