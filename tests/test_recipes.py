@@ -45,13 +45,20 @@ def length_reward(completions, trainer_state=None, **kwargs):
     return [len(completion_text(c)) / 64 for c in completions]
 
 
-def launch(num_processes: int, script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def launch(num_processes: int, script: str, *args: str, env: dict | None = None, cwd: Path = ROOT):
+    """`accelerate launch` of a recipe file (`stable_reinforce.py`) or of the package's module (`-m ...`)."""
+    target = ["-m", script] if not script.endswith(".py") else [str(RECIPES / script)]
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
-        "--num_processes", str(num_processes), str(RECIPES / script), *args,
+        "--num_processes", str(num_processes), *target, *args,
     ]  # fmt: skip
+    return run(cmd, env, cwd)
+
+
+def run(cmd: list[str], env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    # PYTHONPATH only for `tests.test_recipes.length_reward`: the package itself is the installed one.
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=600, cwd=ROOT)
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=600, cwd=cwd)
 
 
 def ok(result: subprocess.CompletedProcess) -> None:
@@ -89,15 +96,19 @@ def rl_args(model_dir, output_dir, *extra, config: Path = TINY / "stable_reinfor
 
 @pytest.fixture(scope="module")
 def sft_output(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sft-1proc") / "sft"
-    ok(launch(1, "sft_cold_start.py", "--config", str(TINY / "sft.yaml"), "--model_name_or_path", tiny_model_dir,
-              "--output_dir", str(out)))  # fmt: skip
-    return out
+    """`stable-reinforce sft --config sft.yaml` from a folder holding only that YAML (no recipes/ beside it)."""
+    root = tmp_path_factory.mktemp("sft-1proc")
+    (root / "sft.yaml").write_text((TINY / "sft.yaml").read_text())
+    command = str(Path(sys.executable).parent / "stable-reinforce")
+    ok(run([command, "sft", "--config", "sft.yaml", "--model_name_or_path", tiny_model_dir, "--output_dir", "sft"],
+           cwd=root))  # fmt: skip
+    return root / "sft"
 
 
 @pytest.fixture(scope="module")
 def rl_run(sft_output, tmp_path_factory):
-    """RL from the SFT output with one process, logging to W&B offline: the uninterrupted reference run."""
+    """RL from the SFT output with one process, logging to W&B offline: the uninterrupted reference run, launched
+    as `accelerate launch -m stable_reinforce_trl.scripts.rl` from a folder with no recipes/."""
     root = tmp_path_factory.mktemp("rl-1proc")
     out = root / "rl"
     # A key given in the YAML, as the README says (W&B records the command line): it must not leak.
@@ -105,7 +116,7 @@ def rl_run(sft_output, tmp_path_factory):
     config.write_text((TINY / "stable_reinforce.yaml").read_text() + f"\nreferee_api_key: {SECRET}\n")
     extra = ("--report_to", "wandb", "--reward_funcs", "tests.test_recipes.length_reward")
     args = rl_args(sft_output, out, *extra, config=config)
-    ok(launch(1, "stable_reinforce.py", *args, env=wandb_env(root / "wandb")))
+    ok(launch(1, "stable_reinforce_trl.scripts.rl", *args, env=wandb_env(root / "wandb"), cwd=root))
     return out, root / "wandb", extra, config
 
 
