@@ -7,12 +7,20 @@ are part of the script, so failure handling is tested the same way.
 
     with ScriptedOpenAIServer(lambda body: "yes", latency_s=0.1) as server:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="EMPTY")
+
+From a shell, the same server with a scripted teacher (for `annotate`) or referee (for `--referee openai`):
+
+    python -m stable_reinforce_trl.openai_server --port 8000 --role teacher --latency-s 0.2 --fault-rate 0.1
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import random
+import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -20,7 +28,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Literal
 
-__all__ = ["Fault", "ScriptedOpenAIServer", "dead_port_url"]
+__all__ = ["Fault", "ScriptedOpenAIServer", "dead_port_url", "scripted_referee", "scripted_teacher"]
 
 
 @dataclass
@@ -166,8 +174,9 @@ class ScriptedOpenAIServer:
     received, in order, and `headers` their HTTP headers. Use as a context manager, or call `start()` / `stop()`.
     """
 
-    def __init__(self, respond: Respond, *, latency_s: float = 0.0):
+    def __init__(self, respond: Respond, *, latency_s: float = 0.0, port: int = 0):
         self.respond = respond
+        self.port = port
         self.latency_s = latency_s
         self.requests: list[dict] = []
         self.headers: list[dict[str, str]] = []  # HTTP headers (names lowercased), in the order of `requests`
@@ -187,7 +196,7 @@ class ScriptedOpenAIServer:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", self.port), _Handler)
         self._server.owner = self
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -241,3 +250,96 @@ def dead_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/v1"
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+def _prompt_text(body: dict) -> str:
+    content = (body.get("messages") or [{}])[-1].get("content") or ""
+    return content if isinstance(content, str) else "".join(p.get("text") or "" for p in content if p.get("type") == "text")
+
+
+def scripted_teacher(seed: int = 0) -> Respond:
+    """A teacher for `annotate` that answers in the judge format with a seeded random verdict, so pairs need
+    1, 2, 3... attempts (or fail), as with a weak teacher, and `select-hard` has every difficulty to sort."""
+    rng, lock = random.Random(seed), threading.Lock()
+
+    def respond(body: dict) -> str:
+        with lock:
+            verdict = rng.choice((1, 2))
+        return f"<think>Both responses answer the question. So Response {verdict} is better.</think><answer>{verdict}</answer>"
+
+    return respond
+
+
+def scripted_referee() -> Respond:
+    """A referee for `--referee openai`: "Yes." when the judge's reasoning states the verdict its final answer
+    gives (read as the rule referee reads it), "No." otherwise."""
+    from .rewards.referees import RuleReferee
+
+    rule = RuleReferee()
+
+    def respond(body: dict) -> str:
+        text = _prompt_text(body)
+        found = re.search(r"\[Judge's reasoning\]\n(.*)\n\n\[Judge's final answer\]\nResponse (\d)", text, re.DOTALL)
+        if not found:
+            return "No."
+        return "Yes." if rule.stated_verdict(found.group(1)) == int(found.group(2)) else "No."
+
+    return respond
+
+
+def _with_faults(respond: Respond, rate: float, kind: str, seed: int) -> Respond:
+    rng, lock = random.Random(seed + 1), threading.Lock()
+
+    def faulty(body: dict):
+        with lock:
+            fail = rng.random() < rate
+        return Fault(kind) if fail else respond(body)  # type: ignore[arg-type]
+
+    return faulty
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m stable_reinforce_trl.openai_server", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--role", choices=("teacher", "referee", "fixed"), default="teacher",
+                        help="teacher: judge-format answers with a random verdict (for annotate); referee: yes/no "
+                             "on whether a judge's reasoning states its verdict (for --referee openai); fixed: "
+                             "always --text")
+    parser.add_argument("--text", default="Yes.", help="the answer of --role fixed")
+    parser.add_argument("--latency-s", type=float, default=0.0, help="seconds every request waits before its answer")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (0..1)")
+    parser.add_argument("--fault", choices=("http_500", "timeout", "malformed", "close"), default="http_500",
+                        help="how a failing request fails (see Fault)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the teacher's verdicts and of the faults")
+    args = parser.parse_args(argv)
+    if not 0 <= args.fault_rate <= 1 or args.latency_s < 0 or not 0 <= args.port < 65536:
+        parser.error("--fault-rate must be in 0..1, --latency-s >= 0, --port in 0..65535")
+    respond = {"teacher": lambda: scripted_teacher(args.seed), "referee": scripted_referee,
+               "fixed": lambda: (lambda body: args.text)}[args.role]()
+    if args.fault_rate:
+        respond = _with_faults(respond, args.fault_rate, args.fault, args.seed)
+    server = ScriptedOpenAIServer(respond, latency_s=args.latency_s, port=args.port)
+    try:
+        server.start()
+    except OSError as error:
+        print(f"error: cannot listen on 127.0.0.1:{args.port} ({error.strerror}). Fix: pick a free --port "
+              "(or 0 for any)", file=sys.stderr)
+        return 2
+    print(f"serving a scripted {args.role} at {server.base_url} (Ctrl-C stops it)", flush=True)
+    try:
+        server._thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

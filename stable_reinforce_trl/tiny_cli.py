@@ -1,20 +1,38 @@
-"""`stable-reinforce make-tiny-model DIR`."""
+"""`stable-reinforce make-tiny-model DIR`: the offline tiny Qwen2.5-VL (random weights) the CPU recipes and tests use."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="stable-reinforce make-tiny-model", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("output_dir", help="folder to write the model, tokenizer and processor to")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (same seed, same weights)")
+    parser.add_argument("--hidden-size", type=int, default=64, help="text hidden size (a multiple of 8, >= 32)")
+    parser.add_argument("--num-hidden-layers", type=int, default=2, help="text layers")
+    return parser
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stable-reinforce make-tiny-model", description=__doc__)
-    parser.add_argument("output_dir")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden-size", type=int, default=None, help="text hidden size (default 64)")
-    parser.add_argument("--num-hidden-layers", type=int, default=None, help="text layers (default 2)")
-    args = parser.parse_args(argv)
+    from .data.validation import OptionError
+
+    args = build_parser().parse_args(argv)
+    # 4 attention heads whose head size mrope splits into time/height/width halves: at least 8, even.
+    if args.hidden_size < 32 or args.hidden_size % 8:
+        raise OptionError(f"--hidden-size must be a multiple of 8 and >= 32 (4 heads of an even size >= 8), "
+                          f"got {args.hidden_size}")
+    if args.num_hidden_layers < 1:
+        raise OptionError(f"--num-hidden-layers must be >= 1, got {args.num_hidden_layers}")
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        raise OptionError(f"{args.output_dir} is a file; give a folder to write the model into")
     from .tiny import make_tiny_model
 
-    overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("num_hidden_layers", args.num_hidden_layers)) if v}
-    path = make_tiny_model(args.output_dir, seed=args.seed, **overrides)
+    path = make_tiny_model(args.output_dir, seed=args.seed, hidden_size=args.hidden_size,
+                           num_hidden_layers=args.num_hidden_layers)
     print(f"tiny Qwen2.5-VL written to {path}")
     return 0

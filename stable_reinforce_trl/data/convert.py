@@ -86,7 +86,7 @@ def save_dataset(ds: datasets.Dataset, out: str | os.PathLike) -> None:
         ds.save_to_disk(os.fspath(out))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stable-reinforce convert", description=__doc__,
                                      formatter_class=HelpFormatter)
     add_source_args(parser)
@@ -94,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the balanced order assignment")
     parser.add_argument("--both-orders", action="store_true", help="emit every pair in both orders")
     parser.add_argument("--frames-as-images", action="store_true", help="video frames as images (TRL-ready)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     pairs = pairs_from_args(args)
     ds = judge_dataset(pairs, seed=args.seed, both_orders=args.both_orders, frames_as_images=args.frames_as_images)
     save_dataset(ds, args.out)
