@@ -86,7 +86,7 @@ def test_every_option_has_help_with_its_default(module):
 def test_convert_lists_every_bad_row_once_and_skip_invalid_reports_once(tmp_path, capsys):
     src = _pairs_file(tmp_path)
     err = user_error(capsys, "convert", str(src), "--out", str(tmp_path / "out.jsonl"))
-    assert "3 invalid row(s)" in err
+    assert f"3 row(s) of {src} are invalid" in err
     assert f"{src}, line 3, field 'image': missing image" in err
     assert "line 4, field 'chosen': empty field" in err and "line 6, field '(whole line)': malformed line" in err
     assert err.count("--skip-invalid") == 1 and not (tmp_path / "out.jsonl").exists()

@@ -51,7 +51,7 @@ class InvalidRowsError(UserError, ValueError):
         listed = "\n".join(f"  - {example}" for example in report.examples)
         more = report.total - len(report.examples)
         super().__init__(
-            f"{report.total} invalid row(s) in {source} ({dict(report.counts)}):\n{listed}"
+            f"{report.total} row(s) of {source} are invalid ({dict(report.counts)}):\n{listed}"
             + (f"\n  ... and {more} more" if more > 0 else "")
             + f"\nFix them ({fix}), or pass --skip-invalid to use the other {valid} row(s) (the skipped count is "
             "reported)."

@@ -23,17 +23,13 @@ import re
 import sys
 from pathlib import Path
 
-from ..data.loaders import FORMATS, iter_pairs
+from ..data.loaders import FORMATS, collect_pairs
 from ..data.pairs import PreferencePair
-from ..data.validation import SkipReport
+from ..data.validation import InvalidRowsError, SkipReport
 from .scoring import BENCHMARKS, ORDERS, PROTOCOLS, UNCATEGORIZED, mm_rlhf_category
 
 MAX_LISTED = 20
 SYNTHETIC_PREFIX = "synthetic:"
-
-
-class InvalidRowsError(ValueError):
-    """Rows that cannot be judged (missing images, empty fields, ...), all listed."""
 
 
 def load_benchmark(
@@ -57,21 +53,15 @@ def load_benchmark(
     if str(data).startswith(SYNTHETIC_PREFIX):
         pairs = synthetic_pairs(str(data))
         return (pairs[:limit] if limit is not None else pairs), report
-    # iter_pairs, not load_pairs: the rows dropped are reported here, once, and not also logged.
-    pairs = list(iter_pairs(data, format or "auto", skip_invalid=True, report=report, **loader_kwargs))
+    # Every invalid row is read, then listed in one InvalidRowsError (unless skipped), as `convert` does.
+    pairs, report = collect_pairs(data, format or "auto", skip_invalid=True, max_listed=MAX_LISTED, **loader_kwargs)
     pairs = _one_per_order_copy(pairs)
     if benchmark == "mm-rlhf-rewardbench":
         root = loader_kwargs.get("image_root") or (Path(data).parent if Path(data).is_file() else Path(data))
         for pair in pairs:
             pair.category = pair.category or media_category(pair, root)
     if report.total and not skip_invalid:
-        listed = "\n".join(f"  - {example}" for example in report.examples)
-        more = f"\n  ... and {report.total - len(report.examples)} more" if report.total > len(report.examples) else ""
-        raise InvalidRowsError(
-            f"{report.total} row(s) of {data} cannot be judged ({dict(report.counts)}):\n{listed}{more}\n"
-            f"Fix them (for images: the paths, or --image-root), or pass --skip-invalid to evaluate the other "
-            f"{len(pairs)} rows (the skipped count is reported)."
-        )
+        raise InvalidRowsError(str(data), report, len(pairs), "for images: the paths, or --image-root")
     return (pairs[:limit] if limit is not None else pairs), report
 
 
