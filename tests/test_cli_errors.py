@@ -106,6 +106,9 @@ def test_convert_source_and_option_mistakes(tmp_path, capsys):
     assert "cannot tell the format" in err and "--format" in err
     (tmp_path / "folder").mkdir()
     assert "not one written by save_to_disk" in user_error(capsys, "convert", str(tmp_path / "folder"), "--out", "x")
+    assert "difficulty must be one of" in user_error(capsys, "convert", "synthetic:4:nope", "--out", "x.jsonl")
+    rc, out, _ = run_cli(capsys, "convert", "synthetic:4:basic", "--out", str(tmp_path / "syn.jsonl"))
+    assert rc == 0 and "wrote 4 judge rows" in out  # the synthetic task is a source wherever a file is
     (tmp_path / "bad.json").write_text("{not json")
     assert "the whole file, field '(file)': malformed file" in user_error(
         capsys, "convert", str(tmp_path / "bad.json"), "--out", "x")

@@ -11,6 +11,9 @@ Formats (`format=`, "auto" guesses from the first row's keys):
   holding the filled judge prompt, `images`, `videos`, `label`), read back into pairs (for `eval`).
 - `columns`: any jsonl or HF dataset with a user-given column mapping.
 
+A source may also be `synthetic:N[:difficulty[:seed]]`: the built-in synthetic task's pairs (`data.synthetic`),
+the same as the recipes' training split of that name.
+
 Relative image paths are resolved against `image_root` (default: the data file's folder), never
 against the working folder, and come out absolute: whatever a command writes from the pairs can be
 read from any folder. Images stay paths (or embedded bytes) until a row is read from the dataset:
@@ -29,6 +32,7 @@ import datasets
 
 from ..prompts import parse_verdict
 from .pairs import PreferencePair, judge_dataset
+from .synthetic import SYNTHETIC_PREFIX, make_synthetic_pairs, parse_synthetic
 from .validation import (
     IMAGE_CHECKS,
     InvalidRowError,
@@ -403,6 +407,10 @@ def iter_pairs(
         format = "columns"  # noqa: A001
     elif format not in ("auto", *FORMATS) or format == "columns":
         raise OptionError(f"format must be 'auto' or one of {FORMATS[:-1]} (or give columns=), got {format!r}")
+    if isinstance(source, str) and source.startswith(SYNTHETIC_PREFIX):  # the built-in task, by name
+        n, difficulty, seed = parse_synthetic(source)
+        yield from make_synthetic_pairs(n, seed, difficulty)
+        return
     name, folder, rows = iter_rows(source, split)
     media = _Media(Path(image_root) if image_root is not None else folder, num_frames)
     report = report if report is not None else SkipReport()

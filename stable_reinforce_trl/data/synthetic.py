@@ -20,6 +20,10 @@ import datasets
 from PIL import Image, ImageDraw
 
 from .pairs import PreferencePair, balanced_labels, judge_dataset, sft_dataset
+from .validation import OptionError
+
+# `synthetic:N[:difficulty[:seed]]`: the task as a source name, wherever a data file is accepted.
+SYNTHETIC_PREFIX = "synthetic:"
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -223,6 +227,24 @@ def _difficulty(difficulty: str | SyntheticDifficulty) -> tuple[str, SyntheticDi
         raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)} or a SyntheticDifficulty, "
                          f"got {difficulty!r}")
     return difficulty, DIFFICULTIES[difficulty]
+
+
+def parse_synthetic(name: str) -> tuple[int, str, int] | None:
+    """`synthetic:N[:difficulty[:seed]]` -> (N, difficulty, seed); None for any other name."""
+    if not name.startswith(SYNTHETIC_PREFIX):
+        return None
+    parts = name[len(SYNTHETIC_PREFIX) :].split(":")
+    try:
+        n = int(parts[0])
+        difficulty = parts[1] if len(parts) > 1 and parts[1] else "easy"
+        seed = int(parts[2]) if len(parts) > 2 else 0
+    except ValueError:
+        raise OptionError(f"{name!r}: expected synthetic:N[:difficulty[:seed]], e.g. synthetic:64:easy") from None
+    if len(parts) > 3 or n < 1:
+        raise OptionError(f"{name!r}: expected synthetic:N[:difficulty[:seed]] with N >= 1")
+    if difficulty not in DIFFICULTIES:
+        raise OptionError(f"{name!r}: difficulty must be one of {list(DIFFICULTIES)}")
+    return n, difficulty, seed
 
 
 def make_synthetic_pairs(

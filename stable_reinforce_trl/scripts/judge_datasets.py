@@ -18,11 +18,11 @@ import datasets
 from trl import ScriptArguments
 
 from stable_reinforce_trl.data import sft_dataset, synthetic_judge_dataset, synthetic_sft_dataset
+from stable_reinforce_trl.data.synthetic import SYNTHETIC_PREFIX, parse_synthetic  # noqa: F401 - re-exported
 from stable_reinforce_trl.data.loaders import FORMATS, collect_pairs
 from stable_reinforce_trl.data.pairs import judge_dataset
 from stable_reinforce_trl.data.validation import InvalidRowsError, OptionError, RowContext, SkipReport
 
-SYNTHETIC_PREFIX = "synthetic:"
 # Evaluation rows of the synthetic task come from another seed, so they never repeat a training row.
 SYNTHETIC_EVAL_SEED_OFFSET = 1000
 
@@ -57,22 +57,6 @@ class JudgeScriptArguments(ScriptArguments):
     image_root: str | None = field(default=None, metadata={"help": "Folder relative image paths start from."})
     skip_invalid: bool = field(default=False, metadata={"help": "Drop (and report) invalid pair rows."})
     frames_as_images: bool = field(default=False, metadata={"help": "Send video frames as images."})
-
-
-def parse_synthetic(name: str) -> tuple[int, str, int] | None:
-    """`synthetic:N[:difficulty[:seed]]` -> (N, difficulty, seed); None for any other name."""
-    if not name.startswith(SYNTHETIC_PREFIX):
-        return None
-    parts = name[len(SYNTHETIC_PREFIX) :].split(":")
-    try:
-        n = int(parts[0])
-        difficulty = parts[1] if len(parts) > 1 and parts[1] else "easy"
-        seed = int(parts[2]) if len(parts) > 2 else 0
-    except ValueError:
-        raise OptionError(f"dataset_name {name!r}: expected synthetic:N[:difficulty[:seed]], e.g. synthetic:64:easy") from None
-    if len(parts) > 3 or n < 1:
-        raise OptionError(f"dataset_name {name!r}: expected synthetic:N[:difficulty[:seed]] with N >= 1")
-    return n, difficulty, seed
 
 
 def eval_split(dataset: datasets.DatasetDict, args: JudgeScriptArguments, eval_strategy) -> datasets.Dataset | None:
