@@ -73,7 +73,9 @@ class PerturbedSampler:
                 if self.noise and p.numel() > 1:
                     p.add_(torch.randn(p.shape, generator=self.generator, dtype=p.dtype) * (self.noise * p.std()))
         try:
-            completion_ids, logprobs = trainer._generate_single_turn(prompt_ids, images, multimodal_fields, trainer.num_generations)
+            completion_ids, logprobs = trainer._generate_single_turn(
+                prompt_ids, images, multimodal_fields, trainer.num_generations
+            )
         finally:
             with torch.no_grad():
                 for p, original in zip(params, saved):
@@ -98,11 +100,14 @@ def stress_plan(args: argparse.Namespace):
     from stable_reinforce_trl.demo import DemoPlan
 
     plan = replace(DemoPlan(), **args.plan_overrides)
-    return replace(plan, rl_steps=args.steps, rl_pairs=args.steps * plan.rl_batch_size, rl_learning_rate=args.learning_rate,
-                   rl_steps_per_generation=args.steps_per_generation, max_completion_length=args.max_completion_length)  # fmt: skip
+    return replace(plan, rl_steps=args.steps, rl_pairs=args.steps * plan.rl_batch_size,
+                   rl_learning_rate=args.learning_rate, rl_steps_per_generation=args.steps_per_generation,
+                   max_completion_length=args.max_completion_length)  # fmt: skip
 
 
-def run_arm(model_dir: Path, arm: str, seed: int, args: argparse.Namespace, out: Path) -> tuple[list[dict], int | None]:
+def run_arm(
+    model_dir: Path, arm: str, seed: int, args: argparse.Namespace, out: Path
+) -> tuple[list[dict], int | None]:
     """The demo's RL stage, stressed, with one arm's switches: its log and the step its weights went non-finite."""
     from stable_reinforce_trl.demo import rl_stage
 
@@ -111,7 +116,8 @@ def run_arm(model_dir: Path, arm: str, seed: int, args: argparse.Namespace, out:
     if args.sampler_noise or args.sampler_dtype:
         dtype = getattr(torch, args.sampler_dtype) if args.sampler_dtype else None
         trainer_kwargs["rollout_func"] = PerturbedSampler(args.sampler_noise, dtype, seed=1000 + seed)
-    config = {"num_iterations": args.num_iterations, "max_grad_norm": args.max_grad_norm, **args.rl_config, **ARMS[arm]}
+    config = {"num_iterations": args.num_iterations, "max_grad_norm": args.max_grad_norm,
+              **args.rl_config, **ARMS[arm]}  # fmt: skip
     _, log = rl_stage(model_dir, stress_plan(args), out / f"{arm}-{seed}", seed=seed, data_seed=100 + seed, save=False,
                       disable_tqdm=True, trainer_kwargs=trainer_kwargs, **config)  # fmt: skip
     return [entry for entry in log if "loss" in entry], watch.step
@@ -131,7 +137,9 @@ def summarize_arm(runs: list[list[dict]], stopped: list[int | None]) -> dict:
             "max_grad_norm": max((e.get("grad_norm", 0.0) for e in run), default=0.0),
             "nonfinite_loss_steps": sum(not math.isfinite(x) for x in losses),
             # updates the trainer's non-finite guard skipped (a running total; it is on in every arm)
-            "nonfinite_steps_skipped": max((e.get("stable_reinforce/nonfinite_steps_skipped", 0.0) for e in run), default=0.0),
+            "nonfinite_steps_skipped": max(
+                (e.get("stable_reinforce/nonfinite_steps_skipped", 0.0) for e in run), default=0.0
+            ),
             "max_log_ratio": max(e.get("stable_reinforce/log_ratio_max_abs", 0.0) for e in run),
             "length_change_pct": 100 * (statistics.mean(lengths[-tail:]) / lengths[0] - 1) if lengths else None,
             "accuracy_first": results[0] if results else None,
@@ -140,14 +148,16 @@ def summarize_arm(runs: list[list[dict]], stopped: list[int | None]) -> dict:
         }
 
     figures = [per_run(run, step) for run, step in zip(runs, stopped)]
-    medians = {key: statistics.median(f[key] for f in figures) for key in figures[0] if key != "nonfinite_weights_step"}
+    keys = [key for key in figures[0] if key != "nonfinite_weights_step"]  # None in most runs: no median
+    medians = {key: statistics.median(f[key] for f in figures) for key in keys}
     return medians | {"per_seed": figures}
 
 
 def judge_collapses(summary: dict, reference: str = "stable_reinforce") -> dict | None:
     """Mark each seed of each arm with the collapse criteria it meets (`collapse`, empty if none): a non-finite
-    loss, gradient (an update the trainer's guard skipped) or weight, max |loss| at least `loss_factor` x the reference arm's median max |loss|, or mean
-    completion length up by `length_change_pct`% or more. Returns the thresholds used (None without the reference)."""
+    loss, gradient (an update the trainer's guard skipped) or weight; max |loss| at least `loss_factor` x the
+    reference arm's median max |loss|; or mean completion length up by `length_change_pct`% or more.
+    Returns the thresholds used (None without the reference arm)."""
     if reference not in summary:
         return None
     loss_limit = COLLAPSE["loss_factor"] * summary[reference]["max_abs_loss"]
@@ -233,11 +243,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="start every arm from this model (e.g. outputs/demo/sft) instead of running the demo's SFT stage")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--sampler-noise", type=float, default=0.0,
-                        help="fault: sample from the policy plus Gaussian noise of this size x each weight tensor's std")
+                        help="fault: sample from the policy plus Gaussian noise of this size x each weight's std")
     parser.add_argument("--sampler-dtype", default=None, choices=["bfloat16", "float16"],
                         help="fault: sample from the policy with its weights rounded to this dtype")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a DemoPlan field, as the demo's --set (e.g. rl_batch_size=32, rl_generations=8)")
+                        help="override a DemoPlan field, as the demo's --set (e.g. rl_batch_size=32)")
     parser.add_argument("--rl-set", dest="rl_overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a StableReinforceConfig field, as the demo's --rl-set (e.g. temperature=1.5)")
     parser.add_argument("--name", default="stability", help="results go to benchmarks/results/<name>.{json,md,png}")
