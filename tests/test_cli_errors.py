@@ -218,3 +218,14 @@ def test_local_server_as_referee_and_a_port_in_use():
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("command", ["sft", "rl"])
+def test_recipe_commands_wrong_model_path_and_unknown_field(command, tmp_path, capsys):
+    config = ROOT / "recipes" / "tiny-cpu" / ("sft.yaml" if command == "sft" else "stable_reinforce.yaml")
+    err = user_error(capsys, command, "--config", str(config), "--model_name_or_path", str(tmp_path / "nowhere"),
+                     "--output_dir", str(tmp_path / "out"))  # fmt: skip
+    assert f"model_name_or_path {tmp_path / 'nowhere'}: cannot load a model" in err and "make-tiny-model" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text() + "\nnot_a_field: 3\n")
+    assert "not_a_field" in user_error(capsys, command, "--config", str(bad), "--output_dir", str(tmp_path / "out"))

@@ -59,6 +59,31 @@ class JudgeScriptArguments(ScriptArguments):
     frames_as_images: bool = field(default=False, metadata={"help": "Send video frames as images."})
 
 
+def parse_recipe_args(parser, argv: list[str] | None):
+    """A recipe's (script, training, model) arguments from `--config X.yaml` and flags, with a user's mistake
+    (an unknown field, an impossible combination, a wrong model path) as one `OptionError`, not a traceback."""
+    try:
+        script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    except ValueError as exc:  # TrlParser and TrainingArguments' __post_init__ say what is wrong this way
+        raise OptionError(f"{exc} Fix: see `--help` for the fields and their defaults") from None
+    check_model(model_args.model_name_or_path)
+    return script_args, training_args, model_args
+
+
+def check_model(name: str | None, option: str = "model_name_or_path") -> None:
+    """Refuse, before any training setup, a model that cannot be loaded: a wrong path is the commonest typo."""
+    from transformers import AutoConfig
+
+    if not name:
+        raise OptionError(f"Give {option}: a folder saved with save_pretrained or a Hub model id.")
+    try:
+        AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:  # transformers' words for "no config.json there" and "not a config"
+        raise OptionError(f"{option} {name}: cannot load a model from it ({str(exc).splitlines()[0]}). Fix: give a "
+                          "folder saved with save_pretrained (config.json, weights, processor) or a Hub model id "
+                          "(`stable-reinforce make-tiny-model DIR` builds the offline tiny one)") from None
+
+
 def eval_split(dataset: datasets.DatasetDict, args: JudgeScriptArguments, eval_strategy) -> datasets.Dataset | None:
     """The evaluation split when the trainer evaluates; files hold only a train split, synthetic:N has both."""
     strategy = str(getattr(eval_strategy, "value", eval_strategy))

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from ..video import record_presentation
 from .completions_table import VisionCompletionsTable
-from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset
+from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset, parse_recipe_args
 from .resume import check_checkpoint_alignment, resolve_checkpoint
 
 
@@ -157,7 +157,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     """`stable-reinforce rl --config X.yaml [--field value ...]`: one process; use `accelerate launch -m
     stable_reinforce_trl.scripts.rl` for several."""
     parser = make_parser(prog="stable-reinforce rl")
-    main(*parser.parse_args_and_config(argv))
+    main(*parse_recipe_args(parser, argv))  # a user's mistake: one message, exit 2
     return 0
 
 

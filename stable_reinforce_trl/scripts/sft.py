@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ..checkpoints import RestoresFullCheckpoints
 from ..video import SFTVideoInputs, record_presentation
-from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset
+from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset, parse_recipe_args
 from .resume import resolve_checkpoint
 
 MERGED_SUBDIR = "merged"
@@ -138,7 +138,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     """`stable-reinforce sft --config X.yaml [--field value ...]`: one process; use `accelerate launch -m
     stable_reinforce_trl.scripts.sft` for several."""
     parser = make_parser(prog="stable-reinforce sft")
-    main(*parser.parse_args_and_config(argv))
+    main(*parse_recipe_args(parser, argv))  # a user's mistake: one message, exit 2
     return 0
 
 
