@@ -1,6 +1,6 @@
 """Run TRL's GRPO test file stock and with only its import swapped; write both counts and every difference.
 
-    python -m tests.trl_upstream                      # both variants (about an hour each on 2 CPU cores)
+    python -m tests.trl_upstream                      # both variants (about 10 minutes each on 2 CPU cores)
     python -m tests.trl_upstream --variant swapped    # rerun one; the other is kept from the results file
     python -m tests.trl_upstream -k "scale_rewards"   # a selection, passed to pytest as -k
     python -m tests.trl_upstream --fetch              # get TRL's test file at the installed TRL's tag (GitHub)
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--standins", type=Path, default=harness.DEFAULT_STANDINS)
     parser.add_argument("--work", type=Path, default=harness.DEFAULT_STANDINS.parent / "runs")
     parser.add_argument("--results", type=Path, default=harness.DEFAULT_RESULTS)
+    parser.add_argument("--with-slow-tests", action="store_true", help="also run harness.TOO_SLOW_ON_CPU")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds for one variant's whole run")
     args = parser.parse_args(argv)
     if args.merge and not args.select:
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         variants = ["stock", "swapped"] if args.variant == "both" else [args.variant]
         for variant in variants:
             print(f"running {variant} ...", flush=True)
-            result = harness.run(variant, args.work, root, ["-k", args.select] if args.select else None, args.timeout)
+            select = ["-k", args.select] if args.select else None
+            result = harness.run(variant, args.work, root, select, args.timeout, args.with_slow_tests)
             result["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             print(f"{variant}: {result['counts']} in {result['seconds']} s", flush=True)
             if args.select and not args.merge:

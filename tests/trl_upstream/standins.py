@@ -1,11 +1,16 @@
 """Offline stand-ins for the hub repos TRL's GRPO tests load from `trl-internal-testing/`.
 
 Each model is random-init from a config shaped like TRL's `scripts/generate_tiny_models/` ones (same architecture,
-same tiny sizes, bf16 like the published ones), with a tokenizer built here: Qwen-family tokenizers keep the real
-Qwen2.5/Qwen3 id layout (byte tokens at 0-255, the tokens TRL's tool-calling test decodes at their real ids, the
-special tokens from 151643), so tests that hard-code Qwen token ids decode to the same text. Chat templates are the
-ones TRL ships (`trl/chat_templates/*.jinja`), which is what TRL's response-schema detection compares against.
-Datasets follow TRL's `scripts/generate_zen*_dataset.py` (the configs the GRPO tests read), images seeded.
+same tiny sizes, bf16 like the published ones), with a tokenizer built here and the chat template TRL ships
+(`trl/chat_templates/*.jinja`, what TRL's response-schema detection compares against). Datasets follow TRL's
+`scripts/generate_zen*_dataset.py` (the configs the GRPO tests read), images seeded.
+
+Vocabulary: the published Qwen tiny models carry Qwen's full 152k vocabulary, and on a CPU the log-softmax over
+it is most of every step (a TRL test takes ~40 s; the file, an hour). So the stand-ins have a 1k byte-level BPE
+(Qwen's special tokens included), and a full-layout Qwen tokenizer (byte tokens at 0-255, the tokens TRL's tests
+decode at their real ids, special tokens from 151643) goes only where a test needs it: the tool-calling model
+(`tiny-Qwen3MoeForCausalLM`), and under `full-vocab/` the Qwen2 pair for the tests in `FULL_VOCAB_TESTS` (they
+hard-code Qwen ids, or rely on the eos being one token in 152k).
 
 `build_all(root)` writes `root/<name>` for every stand-in; the runner links `root` as `./trl-internal-testing`
 in the directory pytest runs from, so `from_pretrained("trl-internal-testing/tiny-...")` and
@@ -85,31 +90,59 @@ def _fast_tokenizer(vocab: dict[str, int], merges: list, special: list[str], add
     return PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
 
 
-def qwen_tokenizer(added: list[str], chat_template: str):
-    """A tokenizer with Qwen's id layout: every id a real Qwen tokenizer has, the ones tests decode with their text."""
-    alphabet = _byte_alphabet()
-    tokens = {i: t for i, t in enumerate(alphabet)}
-    tokens.update(QWEN_PINNED)
-    # Fillers keep the layout; they decode to plain text (" w1234"), like the random tokens a random model emits.
-    vocab = {tokens.get(i, f"Ġw{i}"): i for i in range(QWEN_REGULAR_VOCAB)}
-    assert len(vocab) == QWEN_REGULAR_VOCAB
-    return _fast_tokenizer(
-        vocab, [], QWEN25_SPECIAL, added, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        chat_template=chat_template, model_max_length=131072, clean_up_tokenization_spaces=False,
-    )  # fmt: skip
-
-
-def small_tokenizer(special: list[str], chat_template: str, vocab_size: int = 512, **kwargs):
-    """A small byte-level BPE trained on the zen text, for families whose tests never hard-code token ids."""
+def _learned_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A byte-level BPE trained on the zen and chat text: (token -> id, merges)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     probe = Tokenizer(models.BPE())
     probe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=_byte_alphabet(), show_progress=False)
-    probe.train_from_iterator(ZEN_PROMPTS + ZEN_QUESTIONS, trainer=trainer)
+    probe.train_from_iterator(TRAINING_TEXT, trainer=trainer)
     state = json.loads(probe.to_str())["model"]
-    return _fast_tokenizer(state["vocab"], [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]],
-                           special, [], chat_template=chat_template, clean_up_tokenization_spaces=False, **kwargs)  # fmt: skip
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+    return state["vocab"], merges
+
+
+def qwen_tokenizer(added: list[str], chat_template: str):
+    """A tokenizer with Qwen's id layout: every id a real Qwen tokenizer has, the ones tests decode with their text.
+
+    Byte tokens sit at Qwen's ids 0-255 and `QWEN_PINNED` at theirs; a small learned BPE fills free ids (so text
+    encodes to few tokens, as with Qwen's own merges), and fillers the rest; they decode to plain text (" w1234")."""
+    tokens = dict(enumerate(_byte_alphabet()))
+    tokens.update(QWEN_PINNED)
+    learned, merges = _learned_bpe(1024)
+    free = (i for i in range(256, QWEN_REGULAR_VOCAB) if i not in QWEN_PINNED)
+    known = set(tokens.values())
+    for token in sorted(learned, key=learned.get):
+        if token not in known:
+            tokens[next(free)] = token
+            known.add(token)
+    vocab = {tokens.get(i, f"Ġw{i}"): i for i in range(QWEN_REGULAR_VOCAB)}
+    assert len(vocab) == QWEN_REGULAR_VOCAB
+    return _fast_tokenizer(
+        vocab, merges, QWEN25_SPECIAL, added, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        chat_template=chat_template, model_max_length=131072, clean_up_tokenization_spaces=False,
+    )  # fmt: skip
+
+
+TRAINING_TEXT = ZEN_PROMPTS + ZEN_QUESTIONS + [
+    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", "user\nassistant\nsystem\ntool\n",
+    '{"name": "multiply_tool", "arguments": {"a": 3, "b": 4}}\n12\n Done! I don\'t know any tool\n\n',
+]  # fmt: skip
+# Tests that get the Qwen2 pair with Qwen's full vocabulary and id layout (see the module docstring).
+FULL_VOCAB_TESTS = ("test_training_with_mask_truncated_completions",)
+
+
+def small_tokenizer(special: list[str], chat_template: str, vocab_size: int = 1024, added=(), **kwargs):
+    """A small byte-level BPE trained on the zen text, for tests that never hard-code token ids."""
+    vocab, merges = _learned_bpe(vocab_size)
+    return _fast_tokenizer(vocab, merges, special, list(added), chat_template=chat_template,
+                           clean_up_tokenization_spaces=False, **kwargs)  # fmt: skip
+
+
+def small_qwen_tokenizer(added: list[str], chat_template: str):
+    return small_tokenizer(QWEN25_SPECIAL, chat_template, added=added, eos_token="<|im_end|>",
+                           pad_token="<|endoftext|>", model_max_length=131072)  # fmt: skip
 
 
 def init_tiny(model):
@@ -140,15 +173,31 @@ QWEN_GENERATION = dict(bos_token_id=151643, eos_token_id=[151645, 151643], pad_t
                        temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05)  # fmt: skip
 
 
-def build_qwen2(root: Path):
+def _qwen_ids(tokenizer) -> dict:
+    ids = tokenizer.convert_tokens_to_ids
+    return dict(bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"))
+
+
+def _qwen_generation(tokenizer) -> dict:
+    ids = _qwen_ids(tokenizer)
+    return dict(QWEN_GENERATION, bos_token_id=ids["bos_token_id"], eos_token_id=[ids["eos_token_id"], ids["pad_token_id"]],
+                pad_token_id=ids["pad_token_id"])  # fmt: skip
+
+
+def build_qwen2(root: Path, full_vocab: bool = False):
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2ForSequenceClassification
 
-    tokenizer = qwen_tokenizer(QWEN25_ADDED, _template("qwen2_5"))
-    config = Qwen2Config(vocab_size=152064, tie_word_embeddings=False, **QWEN_TEXT)
+    if full_vocab:
+        tokenizer, vocab_size = qwen_tokenizer(QWEN25_ADDED, _template("qwen2_5")), 152064
+    else:
+        tokenizer = small_qwen_tokenizer(QWEN25_ADDED, _template("qwen2_5"))
+        vocab_size = len(tokenizer)
+    text = dict(QWEN_TEXT, **_qwen_ids(tokenizer), vocab_size=vocab_size)
     torch.manual_seed(0)
-    _save(init_tiny(Qwen2ForCausalLM(config)), tokenizer, root / "tiny-Qwen2ForCausalLM-2.5", QWEN_GENERATION)
+    model = init_tiny(Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=False, **text)))
+    _save(model, tokenizer, root / "tiny-Qwen2ForCausalLM-2.5", _qwen_generation(tokenizer))
     torch.manual_seed(1)
-    reward = init_tiny(Qwen2ForSequenceClassification(Qwen2Config(vocab_size=152064, num_labels=1, **QWEN_TEXT)))
+    reward = init_tiny(Qwen2ForSequenceClassification(Qwen2Config(num_labels=1, **text)))
     _save(reward, tokenizer, root / "tiny-Qwen2ForSequenceClassification-2.5")
 
 
@@ -157,18 +206,20 @@ def build_qwen3(root: Path):
         Qwen3Config, Qwen3ForCausalLM, Qwen3ForSequenceClassification, Qwen3MoeConfig, Qwen3MoeForCausalLM,
     )  # fmt: skip
 
-    tokenizer = qwen_tokenizer(QWEN3_ADDED, _template("qwen3"))
-    text = dict(QWEN_TEXT, head_dim=2, vocab_size=151936)
+    tokenizer = small_qwen_tokenizer(QWEN3_ADDED, _template("qwen3"))
+    text = dict(QWEN_TEXT, **_qwen_ids(tokenizer), head_dim=2, vocab_size=len(tokenizer))
     torch.manual_seed(2)
     model = init_tiny(Qwen3ForCausalLM(Qwen3Config(tie_word_embeddings=False, **text)))
-    _save(model, tokenizer, root / "tiny-Qwen3ForCausalLM", QWEN_GENERATION)
+    _save(model, tokenizer, root / "tiny-Qwen3ForCausalLM", _qwen_generation(tokenizer))
     torch.manual_seed(3)
     reward = init_tiny(Qwen3ForSequenceClassification(Qwen3Config(num_labels=1, **text)))
     _save(reward, tokenizer, root / "tiny-Qwen3ForSequenceClassification")
+    # The tool-calling tests generate hard-coded Qwen ids with this one: Qwen's full layout.
+    tokenizer = qwen_tokenizer(QWEN3_ADDED, _template("qwen3"))
     torch.manual_seed(4)
     moe = Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16, tie_word_embeddings=False,
-                         **text)  # fmt: skip
-    _save(init_tiny(Qwen3MoeForCausalLM(moe)), tokenizer, root / "tiny-Qwen3MoeForCausalLM", QWEN_GENERATION)
+                         **dict(text, **_qwen_ids(tokenizer), vocab_size=151936))  # fmt: skip
+    _save(init_tiny(Qwen3MoeForCausalLM(moe)), tokenizer, root / "tiny-Qwen3MoeForCausalLM", _qwen_generation(tokenizer))
 
 
 def build_gemma2(root: Path):
@@ -206,7 +257,7 @@ def build_llama_reward(root: Path):
 def _qwen_vl_processor(processor_cls):
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    tokenizer = qwen_tokenizer(QWEN25_ADDED, _template("qwen2_5_vl"))
+    tokenizer = small_qwen_tokenizer(QWEN25_ADDED, _template("qwen2_5_vl"))
     return processor_cls(image_processor=Qwen2VLImageProcessor(), video_processor=Qwen2VLVideoProcessor(),
                          tokenizer=tokenizer, chat_template=tokenizer.chat_template)  # fmt: skip
 
@@ -218,23 +269,27 @@ def build_qwen_vl(root: Path):
     )  # fmt: skip
 
     # TRL's tiny Qwen2.5-VL: 2 text layers of width 16, mrope [1, 1, 0], a 2-block vision tower of width 16.
-    text = dict(vocab_size=151936, hidden_size=16, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
-                intermediate_size=32, bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
+    processor = _qwen_vl_processor(Qwen2_5_VLProcessor)
+    ids = processor.tokenizer.convert_tokens_to_ids
+    text = dict(vocab_size=len(processor.tokenizer), hidden_size=16, num_attention_heads=4, num_key_value_heads=2,
+                num_hidden_layers=2, intermediate_size=32, **_qwen_ids(processor.tokenizer),
                 rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 0], "rope_theta": 1000000.0})  # fmt: skip
-    vl_ids = dict(image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
-                  vision_end_token_id=151653, tie_word_embeddings=True)  # fmt: skip
+    vl_ids = dict(image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+                  vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+                  tie_word_embeddings=True)  # fmt: skip
+    generation = _qwen_generation(processor.tokenizer)
     config = Qwen2_5_VLConfig(
         text_config=text, vision_config=dict(hidden_size=16, intermediate_size=32, num_heads=4, depth=2,
                                              fullatt_block_indexes=[1], out_hidden_size=16), **vl_ids,
     )  # fmt: skip
     torch.manual_seed(7)
-    _save(Qwen2_5_VLForConditionalGeneration(config), _qwen_vl_processor(Qwen2_5_VLProcessor),
-          root / "tiny-Qwen2_5_VLForConditionalGeneration", QWEN_GENERATION)  # fmt: skip
+    _save(Qwen2_5_VLForConditionalGeneration(config), processor, root / "tiny-Qwen2_5_VLForConditionalGeneration",
+          generation)  # fmt: skip
     config = Qwen2VLConfig(text_config=text, vision_config=dict(depth=2, embed_dim=16, num_heads=4, hidden_size=16),
                            **vl_ids)  # fmt: skip
     torch.manual_seed(8)
     _save(Qwen2VLForConditionalGeneration(config), _qwen_vl_processor(Qwen2VLProcessor),
-          root / "tiny-Qwen2VLForConditionalGeneration", QWEN_GENERATION)  # fmt: skip
+          root / "tiny-Qwen2VLForConditionalGeneration", generation)  # fmt: skip
 
 
 def _write_dataset(out: Path, configs: dict):
@@ -296,11 +351,16 @@ def build_all(root: str | Path, force: bool = False) -> Path:
     """Build every stand-in under `root` (once: a stamp records the builder version)."""
     root = Path(root)
     stamp = root / "standins.json"
-    version = {"builders": [b.__name__ for b in BUILDERS], "format": 1}
+    version = {"builders": [b.__name__ for b in BUILDERS], "format": 3}
     if not force and stamp.exists() and json.loads(stamp.read_text()) == version:
         return root
     root.mkdir(parents=True, exist_ok=True)
     for build in BUILDERS:
         build(root)
+    full = root / "full-vocab"
+    build_qwen2(full, full_vocab=True)
+    for entry in root.iterdir():  # everything else is shared
+        if entry.is_dir() and entry != full and not (full / entry.name).exists():
+            (full / entry.name).symlink_to(Path("..") / entry.name, target_is_directory=True)
     stamp.write_text(json.dumps(version))
     return root

@@ -42,11 +42,10 @@ def standin_root(tmp_path_factory):
     return root
 
 
-def test_the_qwen_stand_in_keeps_qwen_token_ids_and_trl_template(standin_root):
-    from transformers import AutoTokenizer
+def test_the_full_qwen_layout_keeps_qwen_token_ids_and_trl_template():
     from trl.chat_template_utils import add_response_schema
 
-    tokenizer = AutoTokenizer.from_pretrained(standin_root / "tiny-Qwen2ForCausalLM-2.5")
+    tokenizer = standins.qwen_tokenizer(standins.QWEN25_ADDED, standins._template("qwen2_5"))
     assert (tokenizer.eos_token_id, tokenizer.pad_token_id, len(tokenizer)) == (151645, 151643, 151665)
     # The ids TRL's tool-calling test generates decode to the text its comments give.
     ids = [151657, 198, 4913, 606, 788, 330, 64648, 22785, 497, 330, 16370, 788, 5212, 64, 788, 220, 18, 11248, 151658]
