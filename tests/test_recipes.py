@@ -246,6 +246,7 @@ def test_wandb_offline_run_holds_stable_reinforce_and_reward_metrics(rl_run):
             config[item.key] = json.loads(item.value_json)
     assert config["advantage_filter_sigma"] == 3.0 and config["referee"] == "rule" and config["pre_clip"] is True
     assert config["loss_type"] == "grpo" and config["run_name"] == "tiny-cpu-stable-reinforce"
+    assert config["frames_as_images"] is False  # the video presentation, logged with the model's config
 
     # The completions table: a run-table artifact per log (each step's, then the run summary's), one image per row.
     tables = [r.artifact for r in by_kind["artifact"] if r.artifact.type == "run_table"]
