@@ -4,7 +4,12 @@ Names are imported on first use, so `stable-reinforce --help` and the data tools
 importing TRL and torch.
 """
 
+import logging
 from importlib import import_module
+
+# peft imports bitsandbytes whenever it is installed (the `dev` extra has it), and bitsandbytes then warns on every
+# run that an optional CPU 4-bit kernel is missing; nothing here runs 4-bit on CPU, so the warning only misleads.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 _EXPORTS = {
     "StableReinforceConfig": ".config",
@@ -20,6 +25,8 @@ _EXPORTS = {
     "format_reward": ".rewards",
     "result_reward": ".rewards",
     "Judge": ".judge",
+    "JudgeReward": ".judge",
+    "best_of_n": ".judge",
     "make_tiny_model": ".tiny",
 }
 __all__ = sorted(_EXPORTS)

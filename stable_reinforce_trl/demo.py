@@ -104,7 +104,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="stable-reinforce demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--output-dir", default="outputs/demo")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for tests (about a minute)")
+    parser.add_argument("--quick", action="store_true",
+                        help="toy sizes that check every stage runs (about 30 s); too small to learn, so expect 0%% "
+                             "accuracy throughout")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a DemoPlan field, e.g. --set rl_steps=200 --set sft_pairs=3840 (repeatable)")
@@ -128,6 +130,8 @@ def evaluate_stage(model_dir: Path, pairs, plan: DemoPlan, out: Path, name: str)
         report = evaluate(pairs, judge, order="both", k=k, cache=out / "eval_cache.jsonl", progress=True)
         results[label] = {key: report[key] for key in ("overall", "any_at_k", "p_verdict_1", "parse_failure_rate") if key in report}
         results[label]["by_order"] = report.get("accuracy_by_order")
+        if "accuracy" in report:
+            results[label]["order_averaged"] = report["accuracy"]["order_averaged"]["accuracy"]
     console.print(f"  {name}: both-order accuracy greedy {results['greedy']['overall']:.1%}, "
                   f"voting@{plan.voting_k} {results[f'voting@{plan.voting_k}']['overall']:.1%}")  # fmt: skip
     return results
@@ -145,7 +149,7 @@ def sft_stage(model_dir: Path, plan: DemoPlan, seed: int, out: Path) -> tuple[Pa
         learning_rate=plan.sft_learning_rate,
         lr_scheduler_type="cosine",
         assistant_only_loss=True,  # learn the judge's answer, not the prompt
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         max_length=None,
         logging_steps=5,
         report_to="none",
@@ -156,6 +160,7 @@ def sft_stage(model_dir: Path, plan: DemoPlan, seed: int, out: Path) -> tuple[Pa
     dataset = synthetic_sft_dataset(plan.sft_pairs, seed=seed + 1, difficulty=plan.difficulty,
                                     terse_traces=plan.terse_traces)  # fmt: skip
     trainer = SFTTrainer(model=str(model_dir), args=config, train_dataset=dataset)
+    _log_to_file(trainer, out / "training_log.jsonl", "sft")
     trainer.train()
     trainer.save_model(config.output_dir)
     trainer.processing_class.save_pretrained(config.output_dir)
@@ -181,7 +186,7 @@ def rl_stage(model_dir: Path, plan: DemoPlan, out: Path, *, seed: int, data_seed
         "learning_rate": plan.rl_learning_rate,
         "lr_scheduler_type": "constant",
         "max_steps": plan.rl_steps,
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         "logging_steps": 1,
         "report_to": "none",
         "save_strategy": "no",
@@ -194,11 +199,28 @@ def rl_stage(model_dir: Path, plan: DemoPlan, out: Path, *, seed: int, data_seed
     data_seed = seed + 2 if data_seed is None else data_seed
     dataset = synthetic_judge_dataset(plan.rl_pairs, seed=data_seed, difficulty=plan.difficulty)
     trainer = StableReinforceTrainer(model=str(model_dir), args=config, train_dataset=dataset, **(trainer_kwargs or {}))
+    _log_to_file(trainer, out / "training_log.jsonl", "rl")
     trainer.train()
     if save:
         trainer.save_model(config.output_dir)
         trainer.processing_class.save_pretrained(config.output_dir)
+        trainer.create_model_card(model_name="stable-reinforce-demo-judge")  # TRL writes one only with checkpoints
     return Path(config.output_dir), trainer.state.log_history
+
+
+def _log_to_file(trainer, path: Path, stage: str) -> None:
+    """Keep the trainer's progress bar, send its per-step metric dicts to `path` (one JSON line each):
+    hundreds of them would bury the stages and the summary."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class ProgressToFile(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with path.open("a") as f:
+                    f.write(json.dumps({"stage": stage, "step": state.global_step, **logs}) + "\n")
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ProgressToFile())
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -216,6 +238,19 @@ def curves(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
     return {key: [(e["step"], e[key]) for e in log_history if key in e and e[key] is not None] for key in RL_CURVES}
 
 
+PRE_CLIP_LOG_BOUND = math.log(1e3)  # the paper's window, [log 1e-3, log 1e3]: |log-ratio| <= 6.91
+FRACTIONS = ("stable_reinforce/pre_clip_frac", "stable_reinforce/advantage_filtered_frac")
+
+
+def smoothed(values: list[float], window: int) -> list[float]:
+    """Trailing mean over `window` steps: the trend of a curve that is noisy step to step."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def plot(report: dict, out: Path) -> list[str]:
     import matplotlib
 
@@ -225,9 +260,30 @@ def plot(report: dict, out: Path) -> list[str]:
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (key, title) in zip(axes.flat, RL_CURVES.items()):
         points = report["rl"]["curves"][key]
-        if points:
-            ax.plot(*zip(*points), marker=".")
-        ax.set_title(title)
+        steps, values = ([p[0] for p in points], [p[1] for p in points]) if points else ([], [])
+        scale = 100 if key in FRACTIONS else 1
+        values = [scale * v for v in values]
+        # A maximum is read at its peaks, not smoothed away; the rest are noisy step to step.
+        window = 1 if key == "stable_reinforce/log_ratio_max_abs" else max(1, len(values) // 15)
+        if window > 1:  # raw values faint behind their trend
+            ax.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+            ax.plot(steps, smoothed(values, window), color="tab:blue", label=f"mean of {window} logged steps")
+            ax.legend(loc="best", fontsize=8)
+        elif values:
+            ax.plot(steps, values, color="tab:blue", linewidth=0.9, marker="." if len(values) < 30 else None)
+        if key == "stable_reinforce/log_ratio_max_abs":
+            ax.axhline(PRE_CLIP_LOG_BOUND, color="tab:red", linestyle="--", linewidth=1)
+            ax.text(0.02, PRE_CLIP_LOG_BOUND, " pre-clip window: |log-ratio| <= log 1e3 = 6.91", color="tab:red",
+                    va="bottom", transform=ax.get_yaxis_transform(), fontsize=8)  # fmt: skip
+            ax.set_ylim(0, max([PRE_CLIP_LOG_BOUND, *values]) * 1.15)
+        if key in FRACTIONS:
+            top = max(values, default=0.0)
+            # A fraction that is mostly zero sits on the floor of an autoscaled axis; give it room to show.
+            ax.set_ylim(-0.05 * max(top, 1.0), max(top, 1.0) * 1.15)
+            ax.set_ylabel("% of tokens" if "pre_clip" in key else "% of advantages")
+            if top == 0:
+                ax.text(0.5, 0.5, "0 at every logged step", ha="center", transform=ax.transAxes, color="gray")
+        ax.set_title(title + (" (%)" if key in FRACTIONS else ""))
         ax.set_xlabel("RL step")
     fig.suptitle("StableReinforce on the tiny Qwen2.5-VL")
     fig.tight_layout()
@@ -255,22 +311,30 @@ def plot(report: dict, out: Path) -> list[str]:
 
 
 def print_summary(report: dict) -> None:
-    table = Table(title="held-out both-order accuracy (a pair counts only if judged right in both orders)")
+    table = Table(title="held-out accuracy (both orders: a pair counts only if judged right in each)")
     labels = list(next(iter(report["evaluation"].values())))
-    for column in ("stage", *labels, "P(verdict=1)", "parse failures"):
-        table.add_column(column)
+    averaged = "order_averaged" in report["evaluation"]["base"]["greedy"]
+    columns = labels + (["greedy, order-avg"] if averaged else [])
+    for column in ("stage", *columns, "verdict=1", "unparsed"):
+        table.add_column(column, justify="right")
     for stage, results in report["evaluation"].items():
         greedy = results["greedy"]
-        table.add_row(stage, *(f"{results[label]['overall']:.1%}" for label in labels),
-                      _fmt(greedy.get("p_verdict_1")), _fmt(greedy.get("parse_failure_rate")))  # fmt: skip
+        table.add_row(stage, *(_pct(results[label]["overall"]) for label in labels),
+                      *([_pct(greedy["order_averaged"])] if averaged else []),
+                      _pct(greedy.get("p_verdict_1")), _pct(greedy.get("parse_failure_rate")))  # fmt: skip
     console.print(table)
+    console.print("verdict=1, unparsed: share of greedy answers naming response 1 / with no parseable verdict; "
+                  "order-avg: each order scored on its own, then averaged")  # fmt: skip
+    if report["quick"]:
+        console.print("--quick checks that every stage runs; its sizes are too small to learn (0% is expected). "
+                      "Run without --quick for the real demo (about 4 min).")  # fmt: skip
     gap = report["rl_minus_sft_points"]
     console.print(f"RL - SFT (greedy, both orders): [bold]{gap:+.1f} points[/bold]; "
                   f"wall time {report['wall_time_s'] / 60:.1f} min")  # fmt: skip
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"  # None: no valid verdict to count
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"  # None: no valid verdict to count
 
 
 def all_finite(value) -> bool:
@@ -286,7 +350,14 @@ def all_finite(value) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "offline")
+    import warnings
+
     import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight loading/saving bars: one bar per stage is the trainer's or the judge's
+    # TRL's own call of a transformers method renamed in v5; nothing a user of the demo can change
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
     torch.set_num_threads(args.threads)
     from .data.synthetic import make_synthetic_pairs
@@ -299,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "eval_cache.jsonl").unlink(missing_ok=True)  # a new tiny model each run: old generations do not apply
     started = time.perf_counter()
     console.rule("[bold]stable-reinforce demo" + (" (quick)" if args.quick else ""))
+    if args.quick:
+        console.print("--quick: toy sizes that check every stage runs; too small to learn, expect 0% accuracy")
+    (out / "training_log.jsonl").unlink(missing_ok=True)
+    console.print(f"TRL's per-step logs: {out / 'training_log.jsonl'}")
 
     console.print("[1/6] building the tiny Qwen2.5-VL (random init, local tokenizer, real processor)")
     base = make_tiny_model(out / "tiny-model", seed=args.seed, hidden_size=plan.hidden_size,

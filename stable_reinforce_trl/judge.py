@@ -295,6 +295,24 @@ class Comparison:
         """Each sample's <think> text."""
         return [s.reasoning for s in self.samples]
 
+    def __str__(self) -> str:
+        one, two = self.share
+        winner = "tie" if self.winner is None else f"response {self.winner}"
+        lines = [f"winner: {winner} (votes {one:.0%} for 1, {two:.0%} for 2, {self.invalid} unparseable)"]
+        for swapped, name in ((False, "as given"), (True, "swapped")):
+            verdicts = [s.choice for s in self.samples if s.swapped == swapped]
+            if verdicts:
+                shown = " ".join("?" if v is None else str(v) for v in verdicts)
+                lines.append(f"  {name:<8} ({len(verdicts)} samples): {shown}")
+        return "\n".join(lines)
+
+
+def _image_list(images) -> tuple:
+    """One image given alone (a path, a PIL image, a dict) is a list of one, not a sequence of characters."""
+    if isinstance(images, (str, os.PathLike, dict)) or hasattr(images, "convert"):
+        return (images,)
+    return tuple(images)
+
 
 def _sample(text: str, swapped: bool) -> JudgeSample:
     parsed = parse_judgement(text)
@@ -406,7 +424,7 @@ class Judge:
     def compare(self, question: str, response1: str, response2: str, images: Sequence[Any] = (),
                 video: Sequence[Any] | None = None, *, k: int = 1, both_orders: bool = True) -> Comparison:
         """Which response is better: vote share, verdicts and reasoning over k samples per order."""
-        request = JudgeRequest(question, response1, response2, tuple(images), video)
+        request = JudgeRequest(question, response1, response2, _image_list(images), video)
         return self.compare_many([request], k=k, both_orders=both_orders)[0]
 
 
@@ -445,7 +463,7 @@ def best_of_n(judge: Judge, question: str, candidates: Sequence[str], images: Se
     if not candidates:
         raise ValueError("best_of_n needs at least one candidate")
     pairs = list(itertools.combinations(range(len(candidates)), 2))
-    requests = [JudgeRequest(question, candidates[i], candidates[j], tuple(images), video) for i, j in pairs]
+    requests = [JudgeRequest(question, candidates[i], candidates[j], _image_list(images), video) for i, j in pairs]
     results = dict(zip(pairs, judge.compare_many(requests, k=k, both_orders=both_orders)))
     scores = tournament(len(candidates), results)
     index = max(range(len(candidates)), key=lambda i: (scores[i], -i))

@@ -47,6 +47,17 @@ def test_quick_demo_writes_a_complete_finite_report(tmp_path):
     for plot in report["plots"]:
         assert Path(plot).stat().st_size > 10_000  # a real PNG with axes and lines, not an empty canvas
     assert "RL - SFT" in result.stdout
+    # What a person sees: stages and a summary, no per-step metric dicts; those go to the log file it names.
+    terminal = (result.stdout + result.stderr).splitlines()
+    assert len(terminal) < 80 and not any(line.lstrip().startswith("{'") for line in terminal), terminal
+    assert "too small to learn" in result.stdout and "gemm_4bit" not in result.stderr
+    assert str(out / "training_log.jsonl") in result.stdout.replace("\n", "")
+    logged = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in logged if e["stage"] == "rl" and "loss" in e] == [1, 2]
+    # The saved judge's model card: the paper it implements, the model it started from.
+    card = (out / "rl" / "README.md").read_text()
+    assert "2505.02835" in card and "R1-Reward" in card and "DeepSeekMath" not in card
+    assert f"`{out / 'sft'}`" in card and "[None]" not in card
 
 
 def test_set_overrides_plan_fields_with_their_types():

@@ -146,3 +146,22 @@ def test_reward_and_best_of_n_in_a_grpo_run(always_one, tmp_path):
         assert entry["rewards/best_of_group/mean"] == pytest.approx(0.5)  # one pick per pair of completions
         assert entry["judge_reward/invalid_frac"] == 0.0
     assert len(picks) == 2 and all(len(p.comparisons) == 1 for p in picks)
+
+
+def test_printed_comparison_names_the_winner_shares_and_each_order(always_one, tmp_path):
+    RED.save(tmp_path / "red.png")
+    # A path string is one image, not a sequence of characters.
+    result = always_one.compare("What colour is it?", "Red.", "Blue.", images=str(tmp_path / "red.png"), k=2,
+                                both_orders=False)  # fmt: skip
+    assert str(result).splitlines() == ["winner: response 1 (votes 100% for 1, 0% for 2, 0 unparseable)",
+                                        "  as given (2 samples): 1 1"]  # fmt: skip
+    both = always_one.compare("What colour is it?", "Red.", "Blue.", images=RED)
+    assert str(both).splitlines() == ["winner: tie (votes 50% for 1, 50% for 2, 0 unparseable)",
+                                      "  as given (1 samples): 1", "  swapped  (1 samples): 2"]  # fmt: skip
+
+
+def test_judge_tools_import_from_the_package():
+    import stable_reinforce_trl
+
+    assert stable_reinforce_trl.JudgeReward is JudgeReward and stable_reinforce_trl.best_of_n is best_of_n
+    assert {"Judge", "JudgeReward", "best_of_n"} <= set(stable_reinforce_trl.__all__)
