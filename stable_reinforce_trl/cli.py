@@ -22,7 +22,13 @@ class UserError(Exception):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Module docstrings keep their layout; every option's help ends with its default."""
+    """Module docstrings keep their layout; every option's help ends with its default (once: a help that
+    already says its default in words keeps its own wording, and a required one has none)."""
+
+    def _get_help_string(self, action):
+        if action.required or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def package_version() -> str:

@@ -23,6 +23,7 @@ import re
 import sys
 from pathlib import Path
 
+from ..cli import HelpFormatter
 from ..data.loaders import FORMATS, collect_pairs
 from ..data.pairs import PreferencePair
 from ..data.validation import InvalidRowsError, SkipReport
@@ -113,7 +114,7 @@ def model_slug(model: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stable-reinforce eval", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--benchmark", required=True, choices=BENCHMARKS,
                         help="how pairs are categorized and, with --protocol official, scored")
     parser.add_argument("--data", required=True,
