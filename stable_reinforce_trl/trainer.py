@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -53,6 +54,26 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
 
     _tag_names = ["trl", "stable-reinforce", "r1-reward"]
     _name = "StableReinforce"
+    _paper = {  # the model card's "a method introduced in ..." and citation; TRL's default names GRPO's paper
+        "title": "R1-Reward: Training Multimodal Reward Model Through Stable Reinforcement Learning",
+        "id": "2505.02835",
+        "citation": "@article{zhang2025r1reward,\n"
+                    "    title   = {{R1-Reward: Training Multimodal Reward Model Through Stable Reinforcement Learning}},\n"
+                    "    author  = {Yi-Fan Zhang and others},\n"
+                    "    year    = 2025,\n"
+                    "    eprint  = {arXiv:2505.02835},\n"
+                    "}",
+    }  # fmt: skip
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        # TRL names a base model only by hub id; one loaded from a local folder would read "[None]".
+        super().create_model_card(model_name, dataset_name, tags)
+        card = os.path.join(self.args.output_dir, "README.md")
+        base = getattr(self.model.config, "_name_or_path", "")
+        if self.is_world_process_zero() and base and os.path.isfile(card):
+            text = open(card, encoding="utf-8").read()
+            with open(card, "w", encoding="utf-8") as f:
+                f.write(text.replace("[None](https://huggingface.co/None)", f"`{base}` (a local model)"))
 
     def __init__(self, model, reward_funcs=None, args: StableReinforceConfig | None = None, *pos, **kwargs):
         if args is None:
