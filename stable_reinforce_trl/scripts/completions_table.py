@@ -5,9 +5,10 @@ With TRL 1.16 and wandb 0.31, a vision GRPO run that logs completions to W&B hit
   `{"type": "image"}` and `{"type": "text", "text": ...}`. W&B cannot type that column: `wandb.Table`
   raises `TypeError: Data row contained incompatible types` and training stops at the first log.
 - TRL puts a *list* of `wandb.Image` in each row's `image` cell, which W&B serializes as the string
-  `"Image"`: the table holds no picture.
+  `"Image"`: the table holds no picture (a single `wandb.Image` per cell fares no better offline).
 Here prompts become text (an `<image>` marker per image), which also serves the console and the parquet
-copies TRL writes, and the W&B table is logged with one `wandb.Image` per row (a row's images side by side).
+copies TRL writes; each row's images (side by side) are logged as `completions/images` into the run folder, and
+the table's `image` cell is that picture's path there.
 Everything else about the table (when, which rows, the parquet files, the rich print-out) stays TRL's.
 """
 
@@ -99,8 +100,14 @@ class VisionCompletionsTable:
         import pandas as pd
         import wandb
 
-        rows["image"] = [wandb.Image(image) if image is not None else None for image in rows["image"]]
         df = pd.DataFrame(rows)
         if self.log_unique_prompts:
             df = df[~df["prompt"].astype(str).duplicated()]
+        # wandb 0.31 writes a `wandb.Image` inside a Table as the string "Image" and keeps the picture in its
+        # artifact staging folder, outside the run: logged on their own, the images land in the run folder
+        # (media/images/), and the table's image cell is the path of its row's picture there.
+        images = {i: wandb.Image(image, caption=f"step {step}, row {i}")
+                  for i, (step, image) in enumerate(zip(df["step"], df["image"])) if image is not None}  # fmt: skip
+        wandb.log({"completions/images": list(images.values())}, commit=False)
+        df["image"] = [images[i].to_json(wandb.run)["path"] if i in images else None for i in range(len(df))]
         wandb.log({"completions": wandb.Table(dataframe=df)})
