@@ -29,7 +29,8 @@ def test_offline_run_folder_holds_every_table_image_and_no_key(tiny_model_dir, t
         max_steps=2, logging_steps=1, report_to="wandb", save_strategy="no", use_cpu=True, seed=0,
         log_completions=True, dataloader_num_workers=0, referee="rule",
     )  # fmt: skip
-    trainer = Trainer(model=tiny_model_dir, reward_funcs=verdict_reward, args=args, train_dataset=colour_judge_dataset(8))
+    dataset = colour_judge_dataset(8)
+    trainer = Trainer(model=tiny_model_dir, reward_funcs=verdict_reward, args=args, train_dataset=dataset)
     trainer.train()
     run_dir = wandb.run.dir  # .../offline-run-*/files
     wandb.finish()
