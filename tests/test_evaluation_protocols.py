@@ -206,7 +206,7 @@ def test_bad_judge_rows_are_listed_by_line_and_field(tmp_path, pairs, tiny_model
     (["--protocol", "official", "--order", "both"], "fixes the order"),
     (["--k", "0"], "--k must be >= 1"),
     (["--data", "synthetic:many"], "synthetic:N"),
-    (["--data", "nodir/such.jsonl"], "no such file or folder, and no Hub dataset"),
+    (["--data", "nodir/such.jsonl"], "no such local file or folder, and not loadable as a Hub dataset"),
     (["--model", "/no/such/judge"], "cannot load a judge"),
 ])
 def test_user_mistakes_exit_2_with_one_message(tmp_path, tiny_model_dir, capsys, extra, message):
