@@ -10,7 +10,10 @@ The same, from an installed package with no checkout: `stable-reinforce rl --con
 `StableReinforceScriptArguments`, `StableReinforceConfig` or TRL's `ModelConfig`; any can be overridden by flag.
 """
 
-from stable_reinforce_trl.scripts.rl import main, make_parser
+import sys
+
+from stable_reinforce_trl.cli import exit_code
+from stable_reinforce_trl.scripts.rl import cli_main
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    sys.exit(exit_code(cli_main))  # a user's mistake (a wrong path, an unknown field): one line, exit 2

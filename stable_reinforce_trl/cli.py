@@ -70,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return USAGE_ERROR
     module_name, func_name = COMMANDS[argv[0]][0].split(":")
+    return exit_code(getattr(importlib.import_module(module_name), func_name), argv[1:])
+
+
+def exit_code(command, argv: list[str] | None = None) -> int:
+    """Run a command's `main(argv)`; a `UserError` becomes its one-line message and exit code 2.
+
+    Also the entry of `python -m stable_reinforce_trl.scripts.rl` (what `accelerate launch -m` runs), so a
+    typo in a launched recipe reads as it does under `stable-reinforce rl`."""
     try:
-        result = getattr(importlib.import_module(module_name), func_name)(argv[1:])
+        return int(command(argv) or 0)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    return int(result or 0)
 
 
 if __name__ == "__main__":

@@ -229,3 +229,14 @@ def test_recipe_commands_wrong_model_path_and_unknown_field(command, tmp_path, c
     bad = tmp_path / "bad.yaml"
     bad.write_text(config.read_text() + "\nnot_a_field: 3\n")
     assert "not_a_field" in user_error(capsys, command, "--config", str(bad), "--output_dir", str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("target", [["-m", "stable_reinforce_trl.scripts.rl"], [str(ROOT / "recipes" / "sft_cold_start.py")]])
+def test_launched_recipe_wrong_model_path_is_one_line_not_a_traceback(target, tmp_path):
+    """What `accelerate launch -m stable_reinforce_trl.scripts.rl` and `accelerate launch recipes/X.py` run."""
+    config = ROOT / "recipes" / "tiny-cpu" / ("stable_reinforce.yaml" if "-m" in target else "sft.yaml")
+    taken = subprocess.run([sys.executable, *target, "--config", str(config), "--model_name_or_path",
+                            str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "out")],
+                           capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert taken.returncode == 2, taken.stderr[-2000:]
+    assert "Traceback" not in taken.stderr and "cannot load a model" in taken.stderr

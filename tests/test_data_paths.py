@@ -52,7 +52,8 @@ def test_convert_in_the_data_folder_then_train_and_evaluate_from_another(tmp_pat
     out = elsewhere / "rl-run"
     assert cli(["rl", "--config", str(TINY_RL), "--model_name_or_path", tiny_model_dir, "--dataset_name",
                 "../out/rl.jsonl", "--output_dir", str(out), "--max_steps", "1", "--save_strategy", "no",
-                "--generation_batch_size", "4", "--max_completion_length", "4"]) == 0  # fmt: skip
+                "--generation_batch_size", "4", "--per_device_train_batch_size", "4", "--num_generations", "2",
+                "--max_completion_length", "4"]) == 0  # fmt: skip
     assert (out / "model.safetensors").exists()
     assert cli(["eval", "--benchmark", "pairs", "--data", "../out/rl.jsonl", "--model", tiny_model_dir,
                 "--max-new-tokens", "4", "--output", "eval.json", "--no-progress", "--no-cache"]) == 0  # fmt: skip

@@ -7,10 +7,12 @@ The launched runs are slow (each process imports TRL), so each runs once per mod
 import glob
 import json
 import os
+import shlex
 import signal
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -87,22 +89,47 @@ def step_logs(output_dir: Path) -> list[dict]:
     return [entry for entry in log_history(output_dir) if "loss" in entry]
 
 
+# The launched-run tests' shape (8 steps of 4 rows, checkpoints every 4, a generation every 4 steps): cheap, and
+# enough for logging, W&B, two processes and resume. The reward-rise test runs the YAML as it is.
+SHORT_RL = ("--max_steps", str(RL_STEPS), "--save_steps", str(RL_SAVE), "--per_device_train_batch_size", "4",
+            "--generation_batch_size", "16", "--num_generations", "2")  # fmt: skip
+
+
 def rl_args(model_dir, output_dir, *extra, config: Path = TINY / "stable_reinforce.yaml") -> list[str]:
-    return ["--config", str(config), "--model_name_or_path", str(model_dir), "--output_dir", str(output_dir), *extra]
+    return ["--config", str(config), "--model_name_or_path", str(model_dir), "--output_dir", str(output_dir),
+            *SHORT_RL, *extra]  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------- launched runs
 
 
+def documented_cpu_commands() -> list[list[str]]:
+    """The commands of recipes/README.md's "On CPU" block, as a user copies them."""
+    text = (RECIPES / "README.md").read_text()
+    block = text.split("## On CPU", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line) for line in block.splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="module")
-def sft_output(tiny_model_dir, tmp_path_factory):
-    """`stable-reinforce sft --config sft.yaml` from a folder holding only that YAML (no recipes/ beside it)."""
-    root = tmp_path_factory.mktemp("sft-1proc")
-    (root / "sft.yaml").write_text((TINY / "sft.yaml").read_text())
-    command = str(Path(sys.executable).parent / "stable-reinforce")
-    ok(run([command, "sft", "--config", "sft.yaml", "--model_name_or_path", tiny_model_dir, "--output_dir", "sft"],
-           cwd=root))  # fmt: skip
-    return root / "sft"
+def documented_run(tmp_path_factory):
+    """recipes/README.md's CPU commands, run exactly as written from a folder holding only the two YAMLs
+    (`recipes/tiny-cpu/*.yaml`, no recipe scripts): make-tiny-model, the SFT recipe, the RL recipe."""
+    root = tmp_path_factory.mktemp("documented-cpu")
+    (root / "recipes" / "tiny-cpu").mkdir(parents=True)
+    for name in ("sft.yaml", "stable_reinforce.yaml"):
+        (root / "recipes" / "tiny-cpu" / name).write_text((TINY / name).read_text())
+    commands = documented_cpu_commands()
+    assert [c[:2] for c in commands] == [["stable-reinforce", "make-tiny-model"], ["stable-reinforce", "sft"],
+                                         ["stable-reinforce", "rl"]]  # fmt: skip
+    executable = str(Path(sys.executable).parent / "stable-reinforce")
+    for command in commands:
+        ok(run([executable, *command[1:]], cwd=root))
+    return root / "outputs" / "tiny-cpu"
+
+
+@pytest.fixture(scope="module")
+def sft_output(documented_run):
+    return documented_run / "sft"
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +147,14 @@ def rl_run(sft_output, tmp_path_factory):
     return out, root / "wandb", extra, config
 
 
-def test_sft_recipe_one_process(sft_output, tiny_model_dir):
+def test_sft_recipe_one_process(sft_output):
     logs = step_logs(sft_output)
-    assert [e["step"] for e in logs] == list(range(1, 121))
+    assert [e["step"] for e in logs] == list(range(1, 401))
     assert logs[-1]["loss"] < 0.2 < 5 < logs[0]["loss"]  # the judgement is learned (the RL test checks its format)
-    assert logs[-1]["epoch"] == pytest.approx(2.5)  # 120 steps x 8 rows of 384
-    assert sorted(p.name for p in sft_output.glob("checkpoint-*")) == ["checkpoint-120", "checkpoint-60"]
+    assert logs[-1]["epoch"] == pytest.approx(3.125)  # 400 steps x 8 rows of 1024
+    assert sorted(p.name for p in sft_output.glob("checkpoint-*")) == ["checkpoint-200", "checkpoint-400"]
     trained = load_file(sft_output / "model.safetensors")
-    initial = load_file(Path(tiny_model_dir) / "model.safetensors")
+    initial = load_file(sft_output.parent / "model" / "model.safetensors")
     assert trained.keys() == initial.keys()
     assert any(not torch.equal(trained[k], initial[k]) for k in trained)
     assert (sft_output / "processor_config.json").exists()  # the RL recipe loads the processor from here
@@ -139,8 +166,8 @@ def test_sft_recipe_two_processes(tiny_model_dir, tmp_path):
               "--output_dir", str(out), "--max_steps", "4", "--save_steps", "2"))  # fmt: skip
     logs = step_logs(out)
     assert [e["step"] for e in logs] == [1, 2, 3, 4]
-    # Two processes read twice the rows per step: 4 steps x 2 x 8 rows of 384.
-    assert logs[-1]["epoch"] == pytest.approx(64 / 384)
+    # Two processes read twice the rows per step: 4 steps x 2 x 8 rows of 1024.
+    assert logs[-1]["epoch"] == pytest.approx(64 / 1024)
     assert (out / "model.safetensors").exists()
 
 
@@ -156,9 +183,7 @@ def test_stable_reinforce_recipe_one_process_from_sft(rl_run, sft_output):
     for key in ("stable_reinforce/advantage_filtered_frac", "r1_reward/result", "r1_reward/format",
                 "rewards/r1_reward/mean", "rewards/length_reward/mean", "referee/failures"):  # fmt: skip
         assert all(key in e for e in generations), key
-    # The documented CPU commands: the SFT model answers in format, so the R1 reward is earned from step 1.
     assert all(e["r1_reward/format"] > 0.5 and e["rewards/r1_reward/mean"] > 0 for e in generations)
-    assert all(e["completions/clipped_ratio"] < 0.5 for e in generations)
     # Reused generations: the policy has moved by the later steps of a batch and the pre-clip watches it.
     assert any(e["grad_norm"] > 0 for e in logs)
     assert max(e["stable_reinforce/log_ratio_max_abs"] for e in logs) > 0
@@ -167,6 +192,25 @@ def test_stable_reinforce_recipe_one_process_from_sft(rl_run, sft_output):
     table = pd.read_parquet(out / "completions" / "completions_00001.parquet")
     assert len(table) == 16 and set(table["referee"]) <= {"not asked", "consistent", "inconsistent"}
     assert all(p.startswith("<image>") for p in table["prompt"])  # prompts logged as text (completions_table.py)
+
+
+def test_documented_cpu_recipes_reward_rises(documented_run):
+    """recipes/README.md's CPU commands as written: the RL run starts from a model that answers in format,
+    earns reward from its first generation, and the reward rises as it moves to reasoned judgements."""
+    logs = step_logs(documented_run / "stable_reinforce")
+    generations = [e for e in logs if "reward" in e]
+    assert [e["step"] for e in generations] == list(range(1, 65, 2))  # 32 completions feed 2 steps of 16
+    assert all(e["r1_reward/format"] > 0.8 and e["reward"] > 0.5 for e in generations)
+    assert all(e["completions/clipped_ratio"] < 0.1 for e in generations)
+
+    def mean(entries, key):
+        return sum(e[key] for e in entries) / len(entries)
+
+    first, last = generations[:4], generations[-4:]
+    assert mean(last, "reward") > mean(first, "reward") + 0.15
+    assert mean(last, "r1_reward/result") > mean(first, "r1_reward/result") + 0.05
+    # The rise is the move from bare verdicts (~20 tokens) to reasoned judgements (~40).
+    assert mean(last, "completions/mean_length") > mean(first, "completions/mean_length") + 5
 
 
 def test_stable_reinforce_recipe_two_processes_from_sft(sft_output, tmp_path):
@@ -435,6 +479,16 @@ def test_dataset_name_synthetic_spec(recipe_modules):
     assert not set(rl["train"]["id"]) & set(rl["test"]["id"])  # evaluation rows come from another seed
     sft = judge_datasets.load_recipe_dataset(args, "sft")["train"]
     assert sft[0]["messages"][-1]["role"] == "assistant" and sft[0]["images"][0].size == (56, 56)
+    assert all("Response 1 says" in row["messages"][-1]["content"][0]["text"] for row in sft)
+
+    # The tiny cold start's teacher: half the traces are only the verdict; the evaluation split keeps them all.
+    terse = judge_datasets.JudgeScriptArguments(dataset_name="synthetic:16:basic:0", synthetic_terse_traces=0.5)
+    split = judge_datasets.load_recipe_dataset(terse, "sft")
+    texts = [row["messages"][-1]["content"][0]["text"] for row in split["train"]]
+    assert sum(t.startswith("<think>So Response") for t in texts) == 8
+    assert all("Response 1 says" in row["messages"][-1]["content"][0]["text"] for row in split["test"])
+    with pytest.raises(ValueError, match="synthetic_terse_traces"):
+        judge_datasets.load_recipe_dataset(replace(terse, synthetic_terse_traces=1.5), "sft")
 
 
 def test_dataset_name_files_in_judge_or_pairs_form(recipe_modules, tmp_path):

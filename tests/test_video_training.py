@@ -101,7 +101,8 @@ def recipe_runs(mixed_pairs, tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("video-recipes")
     logs = {"sft": run(sft, recipe_args(TINY / "sft.yaml", tiny_model_dir, root / "sft", mixed_pairs))}
     logs["rl"] = run(rl, recipe_args(TINY / "stable_reinforce.yaml", root / "sft", root / "rl", mixed_pairs,
-                                     "--generation_batch_size", "8", "--reward_funcs", "tests.test_recipes.length_reward"))
+                                     "--generation_batch_size", "8", "--per_device_train_batch_size", "4",
+                                     "--num_generations", "2", "--reward_funcs", "tests.test_recipes.length_reward"))
     return root, logs
 
 

@@ -40,6 +40,9 @@ class JudgeScriptArguments(ScriptArguments):
             Drop invalid pair rows (they are counted and reported) instead of failing on the first.
         frames_as_images (`bool`, *optional*, defaults to `False`):
             Send video frames as images (one placeholder each) rather than as one video.
+        synthetic_terse_traces (`float`, *optional*, defaults to `0.0`):
+            For `synthetic:N` SFT data: the share of traces that give only the verdict, as a teacher that often
+            skips its reasoning does (the demo's and the tiny recipe's cold start).
     """
 
     dataset_name: str | None = field(
@@ -57,6 +60,9 @@ class JudgeScriptArguments(ScriptArguments):
     image_root: str | None = field(default=None, metadata={"help": "Folder relative image paths start from."})
     skip_invalid: bool = field(default=False, metadata={"help": "Drop (and report) invalid pair rows."})
     frames_as_images: bool = field(default=False, metadata={"help": "Send video frames as images."})
+    synthetic_terse_traces: float = field(
+        default=0.0, metadata={"help": "synthetic:N SFT data: share of traces that give only the verdict."}
+    )
 
 
 def parse_recipe_args(parser, argv: list[str] | None):
@@ -180,10 +186,18 @@ def load_recipe_dataset(args: JudgeScriptArguments, kind: str, *, label_column: 
     synthetic = parse_synthetic(args.dataset_name)
     if synthetic is not None:
         n, difficulty, data_seed = synthetic
-        make = synthetic_sft_dataset if kind == "sft" else synthetic_judge_dataset
+        if not 0.0 <= args.synthetic_terse_traces <= 1.0:
+            raise OptionError(f"synthetic_terse_traces is a share of the traces, in [0, 1]; got "
+                              f"{args.synthetic_terse_traces}")  # fmt: skip
+        if kind == "sft":
+            train = synthetic_sft_dataset(n, data_seed, difficulty, terse_traces=args.synthetic_terse_traces)
+            make = synthetic_sft_dataset
+        else:
+            train = synthetic_judge_dataset(n, data_seed, difficulty)
+            make = synthetic_judge_dataset
         return datasets.DatasetDict(
             {
-                args.dataset_train_split: make(n, data_seed, difficulty),
+                args.dataset_train_split: train,
                 args.dataset_test_split: make(max(4, n // 8), data_seed + SYNTHETIC_EVAL_SEED_OFFSET, difficulty),
             }
         )

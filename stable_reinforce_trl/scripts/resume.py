@@ -1,4 +1,5 @@
-"""Resuming the recipes from a checkpoint: which one (the weights themselves: `stable_reinforce_trl.checkpoints`)."""
+"""Running the recipes' trainers: which checkpoint a resume means (the weights themselves:
+`stable_reinforce_trl.checkpoints`), whether it sits on a generation boundary, and the end of a run."""
 
 from __future__ import annotations
 
@@ -44,3 +45,23 @@ def check_checkpoint_alignment(args, checkpoint: str | None, logger) -> None:
         step = int(found.group(1))
         if step % period:
             logger.warning(f"{checkpoint} falls inside a generation batch (every {period} steps): data order shifts.")
+
+
+def train_and_save(trainer, checkpoint: str | None, output_dir: str) -> None:
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.accelerator.print("✅ Training completed.")
+    trainer.save_model(output_dir)
+    trainer.accelerator.print(f"💾 Model saved to {output_dir}.")
+
+
+def push_and_end(trainer, args, dataset_name: str | None) -> None:
+    """The end of TRL's scripts: push when asked, then `Trainer.end()` (transformers >= 5.18: closes the
+    trackers, e.g. W&B's run)."""
+    import transformers
+    from packaging.version import Version
+
+    if args.push_to_hub:
+        trainer.push_to_hub(dataset_name=dataset_name)
+        trainer.accelerator.print(f"🤗 Model pushed to the Hub in https://huggingface.co/{trainer.hub_model_id}.")
+    if Version(transformers.__version__) >= Version("5.18.0"):
+        trainer.end()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from ..video import record_presentation
 from .completions_table import VisionCompletionsTable
 from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset, parse_recipe_args
-from .resume import check_checkpoint_alignment, resolve_checkpoint
+from .resume import check_checkpoint_alignment, push_and_end, resolve_checkpoint, train_and_save
 
 
 @dataclass
@@ -71,9 +71,7 @@ def load_reward_funcs(names: list[str] | None) -> list:
 
 
 def main(script_args, training_args, model_args):
-    import transformers
     from accelerate.logging import get_logger
-    from packaging.version import Version
     from trl import get_peft_config, get_quantization_config
 
     from stable_reinforce_trl import StableReinforceTrainer
@@ -125,18 +123,8 @@ def main(script_args, training_args, model_args):
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     check_checkpoint_alignment(training_args, checkpoint, logger)
     # StableReinforceTrainer restores the model weights itself (stable_reinforce_trl.checkpoints).
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.accelerator.print("✅ Training completed.")
-
-    trainer.save_model(training_args.output_dir)
-    trainer.accelerator.print(f"💾 Model saved to {training_args.output_dir}.")
-
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-        trainer.accelerator.print(f"🤗 Model pushed to the Hub in https://huggingface.co/{trainer.hub_model_id}.")
-
-    if Version(transformers.__version__) >= Version("5.18.0"):
-        trainer.end()
+    train_and_save(trainer, checkpoint, training_args.output_dir)
+    push_and_end(trainer, training_args, script_args.dataset_name)
     return trainer
 
 
@@ -162,4 +150,6 @@ def cli_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli_main()
+    from stable_reinforce_trl.cli import exit_code
+
+    sys.exit(exit_code(cli_main))

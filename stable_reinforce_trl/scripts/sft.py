@@ -23,12 +23,13 @@ model to `output_dir/merged`: the model the RL recipe starts from.
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 
 from ..checkpoints import RestoresFullCheckpoints
 from ..video import SFTVideoInputs, record_presentation
 from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset, parse_recipe_args
-from .resume import resolve_checkpoint
+from .resume import push_and_end, resolve_checkpoint, train_and_save
 
 MERGED_SUBDIR = "merged"
 
@@ -65,8 +66,6 @@ def merge_adapter(base_model: str, adapter_dir: str, model_init_kwargs: dict, fr
 
 
 def main(script_args, training_args, model_args):
-    import transformers
-    from packaging.version import Version
     from trl import SFTTrainer, get_peft_config, get_quantization_config
 
     model_init_kwargs = dict(
@@ -100,11 +99,7 @@ def main(script_args, training_args, model_args):
 
     record_presentation(trainer.model, script_args.frames_as_images)
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.accelerator.print("✅ Training completed.")
-
-    trainer.save_model(training_args.output_dir)
-    trainer.accelerator.print(f"💾 Model saved to {training_args.output_dir}.")
+    train_and_save(trainer, checkpoint, training_args.output_dir)
 
     # The RL recipe loads a full model by path; an adapter alone is not one.
     if peft_config is not None and script_args.merge_adapter:
@@ -116,12 +111,7 @@ def main(script_args, training_args, model_args):
             trainer.accelerator.print(f"🔗 Merged model saved to {merged}.")
         trainer.accelerator.wait_for_everyone()
 
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-        trainer.accelerator.print(f"🤗 Model pushed to the Hub in https://huggingface.co/{trainer.hub_model_id}.")
-
-    if Version(transformers.__version__) >= Version("5.18.0"):
-        trainer.end()
+    push_and_end(trainer, training_args, script_args.dataset_name)
     return trainer
 
 
@@ -143,4 +133,6 @@ def cli_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli_main()
+    from stable_reinforce_trl.cli import exit_code
+
+    sys.exit(exit_code(cli_main))
