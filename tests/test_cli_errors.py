@@ -231,7 +231,9 @@ def test_recipe_commands_wrong_model_path_and_unknown_field(command, tmp_path, c
     assert "not_a_field" in user_error(capsys, command, "--config", str(bad), "--output_dir", str(tmp_path / "out"))
 
 
-@pytest.mark.parametrize("target", [["-m", "stable_reinforce_trl.scripts.rl"], [str(ROOT / "recipes" / "sft_cold_start.py")]])
+@pytest.mark.parametrize(
+    "target", [["-m", "stable_reinforce_trl.scripts.rl"], [str(ROOT / "recipes" / "sft_cold_start.py")]]
+)
 def test_launched_recipe_wrong_model_path_is_one_line_not_a_traceback(target, tmp_path):
     """What `accelerate launch -m stable_reinforce_trl.scripts.rl` and `accelerate launch recipes/X.py` run."""
     config = ROOT / "recipes" / "tiny-cpu" / ("stable_reinforce.yaml" if "-m" in target else "sft.yaml")

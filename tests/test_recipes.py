@@ -184,6 +184,7 @@ def test_stable_reinforce_recipe_one_process_from_sft(rl_run, sft_output):
                 "rewards/r1_reward/mean", "rewards/length_reward/mean", "referee/failures"):  # fmt: skip
         assert all(key in e for e in generations), key
     assert all(e["r1_reward/format"] > 0.5 and e["rewards/r1_reward/mean"] > 0 for e in generations)
+    assert all(e["completions/clipped_ratio"] < 0.5 for e in generations)
     # Reused generations: the policy has moved by the later steps of a batch and the pre-clip watches it.
     assert any(e["grad_norm"] > 0 for e in logs)
     assert max(e["stable_reinforce/log_ratio_max_abs"] for e in logs) > 0
@@ -479,14 +480,16 @@ def test_dataset_name_synthetic_spec(recipe_modules):
     assert not set(rl["train"]["id"]) & set(rl["test"]["id"])  # evaluation rows come from another seed
     sft = judge_datasets.load_recipe_dataset(args, "sft")["train"]
     assert sft[0]["messages"][-1]["role"] == "assistant" and sft[0]["images"][0].size == (56, 56)
-    assert all("Response 1 says" in row["messages"][-1]["content"][0]["text"] for row in sft)
+    def target(row) -> str:
+        return row["messages"][-1]["content"][0]["text"]
+
+    assert all("Response 1 says" in target(row) for row in sft)
 
     # The tiny cold start's teacher: half the traces are only the verdict; the evaluation split keeps them all.
     terse = judge_datasets.JudgeScriptArguments(dataset_name="synthetic:16:basic:0", synthetic_terse_traces=0.5)
     split = judge_datasets.load_recipe_dataset(terse, "sft")
-    texts = [row["messages"][-1]["content"][0]["text"] for row in split["train"]]
-    assert sum(t.startswith("<think>So Response") for t in texts) == 8
-    assert all("Response 1 says" in row["messages"][-1]["content"][0]["text"] for row in split["test"])
+    assert sum(target(row).startswith("<think>So Response") for row in split["train"]) == 8
+    assert all("Response 1 says" in target(row) for row in split["test"])
     with pytest.raises(ValueError, match="synthetic_terse_traces"):
         judge_datasets.load_recipe_dataset(replace(terse, synthetic_terse_traces=1.5), "sft")
 

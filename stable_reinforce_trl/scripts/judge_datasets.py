@@ -189,15 +189,11 @@ def load_recipe_dataset(args: JudgeScriptArguments, kind: str, *, label_column: 
         if not 0.0 <= args.synthetic_terse_traces <= 1.0:
             raise OptionError(f"synthetic_terse_traces is a share of the traces, in [0, 1]; got "
                               f"{args.synthetic_terse_traces}")  # fmt: skip
-        if kind == "sft":
-            train = synthetic_sft_dataset(n, data_seed, difficulty, terse_traces=args.synthetic_terse_traces)
-            make = synthetic_sft_dataset
-        else:
-            train = synthetic_judge_dataset(n, data_seed, difficulty)
-            make = synthetic_judge_dataset
+        make = synthetic_sft_dataset if kind == "sft" else synthetic_judge_dataset
+        terse = {"terse_traces": args.synthetic_terse_traces} if kind == "sft" else {}  # the train split only
         return datasets.DatasetDict(
             {
-                args.dataset_train_split: train,
+                args.dataset_train_split: make(n, data_seed, difficulty, **terse),
                 args.dataset_test_split: make(max(4, n // 8), data_seed + SYNTHETIC_EVAL_SEED_OFFSET, difficulty),
             }
         )

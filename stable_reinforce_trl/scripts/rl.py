@@ -28,6 +28,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from ..cli import exit_code
 from ..video import record_presentation
 from .completions_table import VisionCompletionsTable
 from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset, parse_recipe_args
@@ -150,6 +151,4 @@ def cli_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from stable_reinforce_trl.cli import exit_code
-
     sys.exit(exit_code(cli_main))

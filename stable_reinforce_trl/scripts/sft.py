@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass, field
 
 from ..checkpoints import RestoresFullCheckpoints
+from ..cli import exit_code
 from ..video import SFTVideoInputs, record_presentation
 from .judge_datasets import JudgeScriptArguments, eval_split, load_recipe_dataset, parse_recipe_args
 from .resume import push_and_end, resolve_checkpoint, train_and_save
@@ -133,6 +134,4 @@ def cli_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from stable_reinforce_trl.cli import exit_code
-
     sys.exit(exit_code(cli_main))
