@@ -19,6 +19,7 @@ import argparse
 import json
 import random
 import re
+import select
 import socket
 import sys
 import threading
@@ -36,8 +37,10 @@ class Fault:
     """What a `respond` rule may return instead of text, to make one request fail.
 
     - `"http_500"`: answer with status 500 and an OpenAI-style error body.
-    - `"timeout"`: wait `seconds` before answering (the client should give up first); if it does
-      not, the answer is `text`.
+    - `"timeout"`: hold the request unanswered until the client gives up and closes the connection
+      (its timeout), the server stops, or `seconds` pass; a client still waiting then gets `text`.
+      Being held until the client leaves, the fault times out whatever the client's timeout and
+      however busy the machine: a test's outcome never hangs on a race between two clocks.
     - `"malformed"`: status 200 with a body that is not JSON.
     - `"close"`: drop the connection without answering.
     """
@@ -95,8 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "http_500":
             self._send_json(500, {"error": {"message": "scripted failure", "type": "server_error"}})
         elif fault.kind == "timeout":
-            # Interruptible, so stop() does not wait out a 30 s fault.
-            if self.server.owner._stopping.wait(fault.seconds):
+            if self._held_until_client_leaves(fault.seconds):
                 return self._drop()
             self._send_json(200, _completion(body, fault.text))
         elif fault.kind == "malformed":
@@ -105,6 +107,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
         else:
             raise ValueError(f"unknown Fault kind {fault.kind!r}")
+
+    def _held_until_client_leaves(self, limit_s: float) -> bool:
+        """Wait, interruptibly (stop() must not wait out a 30 s fault), until the client closes the
+        connection or the server stops (True), or `limit_s` pass (False)."""
+        deadline = time.monotonic() + limit_s
+        while not self.server.owner._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            readable, _, _ = select.select([self.connection], [], [], min(0.05, remaining))
+            if readable:
+                try:
+                    if not self.connection.recv(1, socket.MSG_PEEK):
+                        return True  # end of stream: the client gave up
+                except OSError:
+                    return True
+                self.server.owner._stopping.wait(0.05)  # bytes of a pipelined request: not a goodbye
+        return True
 
     def _drop(self):
         self.close_connection = True

@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import io
+import itertools
 import json
 import re
 import threading
@@ -36,14 +37,19 @@ def planned_wrong(pair) -> int:
 class Teacher:
     """A scripted teacher: reads the prompt, answers wrongly `planned_wrong` times, then rightly.
 
-    Endpoint faults are sprinkled in (they must be retried, never counted as attempts), and after
-    `die_after` requests it drops every connection and the server is stopped.
+    Endpoint faults are sprinkled in (they must be retried, never counted as attempts): one on the
+    first request of each of the first pairs to arrive, so no pair draws two in a row and runs out
+    of retries, whatever order concurrent requests arrive in. After `die_after` requests it drops
+    every connection and the server is stopped.
     """
+
+    FAULTS = ("http_500", "malformed", "close", "timeout", "http_500")
 
     def __init__(self, pairs, die_after=None):
         self.by_question = {p.question + p.chosen + p.rejected: p for p in pairs}
         self.answers = Counter()  # per pair: real answers given so far
-        self.faults_left = {"http_500": 2, "malformed": 1, "close": 1, "timeout": 1}
+        self.faults_dealt: list[str] = []
+        self.requested = Counter()  # per pair: requests received, faults included
         self.die_after, self.requests = die_after, 0
         self.dead = threading.Event()
         self.lock = threading.Lock()
@@ -60,10 +66,11 @@ class Teacher:
             if self.die_after is not None and self.requests > self.die_after:
                 self.dead.set()
                 return Fault("close")
-            kind = next((k for k, n in self.faults_left.items() if n and self.requests % 3 == 0), None)
-            if kind:
-                self.faults_left[kind] -= 1
-                return Fault(kind, seconds=3.0)  # a "timeout" outlasts the client's 1 s
+            self.requested[pair.id] += 1
+            if self.requested[pair.id] == 1 and len(self.faults_dealt) < len(self.FAULTS):
+                kind = self.FAULTS[len(self.faults_dealt)]
+                self.faults_dealt.append(kind)
+                return Fault(kind)  # a "timeout" is held until the client gives up
             self.answers[pair.id] += 1
             wrong = self.answers[pair.id] <= planned_wrong(pair)
         if wrong and self.answers[pair.id] == 2:
@@ -73,7 +80,8 @@ class Teacher:
 
 
 def _config(url, **kw):
-    settings = dict(concurrency=4, request_retries=2, retry_delay_s=0.0, timeout_s=1.0)
+    # Answers take milliseconds; 3 s is far from them on a loaded machine, and only a "timeout" fault waits it out.
+    settings = dict(concurrency=4, request_retries=2, retry_delay_s=0.0, timeout_s=3.0)
     return AnnotateConfig(base_url=url, model="teacher", **{**settings, **kw})
 
 
@@ -110,9 +118,11 @@ def test_attempts_counted_faults_retried_and_death_resumed(tmp_path):
     errors = _records(tmp_path / "ann.jsonl.errors.jsonl")
     assert len(errors) == first.errored and all(e["error"] for e in errors)
 
-    with ScriptedOpenAIServer(Teacher(pairs)) as server:
+    teacher = Teacher(pairs)
+    with ScriptedOpenAIServer(teacher) as server:
         second = annotate(pairs, out, _config(server.base_url), progress=False)
         asked = {json.dumps(b["messages"][0]["content"][-1]["text"]) for b in server.requests}
+    assert teacher.faults_dealt == list(Teacher.FAULTS[: N - len(done)])  # every kind, when enough pairs are left
     assert second.skipped_done == len(done) and second.errored == 0  # its faults were all retried
     records = _records(out)
     assert sorted(r["key"] for r in records) == sorted(pair_key(p) for p in pairs)  # none lost, none twice
@@ -128,8 +138,15 @@ def test_killed_run_with_cut_line_resumes_without_duplicates(tmp_path):
     pairs = _pairs(N, seed=1)
     out = tmp_path / "ann.jsonl"
 
+    answered, gate = itertools.count(), threading.Event()
+
+    def three_then_held(body):  # the kill comes while the rest are in flight, however fast the machine
+        if next(answered) >= 3:
+            gate.wait(30)
+        return "<think>x</think><answer>1</answer>"
+
     async def run_then_kill():
-        with ScriptedOpenAIServer(lambda body: "<think>x</think><answer>1</answer>", latency_s=0.05) as server:
+        with ScriptedOpenAIServer(three_then_held) as server:
             run = annotate_async(pairs, out, _config(server.base_url, attempts=1), progress=False)
             task = asyncio.create_task(run)
             while not out.exists() or out.read_text().count("\n") < 3:
@@ -137,10 +154,11 @@ def test_killed_run_with_cut_line_resumes_without_duplicates(tmp_path):
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            gate.set()
 
     asyncio.run(run_then_kill())
     before = out.read_text().count("\n")
-    assert 3 <= before < N
+    assert before == 3
     with open(out, "a") as f:
         f.write('{"key": "half-written rec')  # a kill in the middle of a write
     with ScriptedOpenAIServer(lambda body: "<think>x</think><answer>2</answer>") as server:
