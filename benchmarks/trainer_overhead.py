@@ -36,19 +36,21 @@ def varied_reward(prompts, completions, **columns) -> list[float]:
 GRPO = (GRPOTrainer, GRPOConfig)
 STABLE = (StableReinforceTrainer, StableReinforceConfig)
 # name -> (trainer, config, extra config, the GRPOTrainer arm it is compared with). StableReinforce takes
-# GRPO's advantage baseline (group mean, batch std), so both arms train alike.
+# GRPO's advantage baseline (group mean, batch std) and samples pairs in one order, as GRPO does, so both
+# arms train alike on the same rows.
+AS_GRPO = {"advantage_baseline": "group", "position_balanced": False}
 ARMS = {
     "GRPOTrainer": (*GRPO, {}, None),
-    "StableReinforceTrainer": (*STABLE, {"advantage_baseline": "group"}, "GRPOTrainer"),
+    "StableReinforceTrainer": (*STABLE, AS_GRPO, "GRPOTrainer"),
 }
 OPTION_ARMS = {
     "GRPOTrainer beta=0.04": (*GRPO, {"beta": 0.04}, None),
-    "StableReinforceTrainer beta=0.04": (*STABLE, {"advantage_baseline": "group", "beta": 0.04}, "GRPOTrainer beta=0.04"),
+    "StableReinforceTrainer beta=0.04": (*STABLE, {**AS_GRPO, "beta": 0.04}, "GRPOTrainer beta=0.04"),
     "StableReinforceTrainer advantage_statistics=token": (
-        *STABLE, {"advantage_baseline": "group", "advantage_statistics": "token"}, "GRPOTrainer"
+        *STABLE, {**AS_GRPO, "advantage_statistics": "token"}, "GRPOTrainer"
     ),
     "StableReinforceTrainer kl_in_reward beta=0.04": (
-        *STABLE, {"advantage_baseline": "group", "beta": 0.04, "kl_in_reward": True}, "GRPOTrainer beta=0.04"
+        *STABLE, {**AS_GRPO, "beta": 0.04, "kl_in_reward": True}, "GRPOTrainer beta=0.04"
     ),
 }  # fmt: skip
 

@@ -57,6 +57,16 @@ class StableReinforceConfig(GRPOConfig):
             per-token returns then go through the same baseline, scaling and filter. `False` keeps TRL's
             in-loss KL term.
 
+        > StableReinforce: the rollouts
+
+        position_balanced (`bool`, *optional*, defaults to `True`):
+            Put every pair of a rollout batch in both orders (responses exchanged in the judge prompt, label
+            flipped, same image or video), so that the batch's labels are exactly half "1" and a position prior
+            earns no reward. The batch keeps its size, so it holds half as many distinct pairs, and an epoch
+            runs over both orders (twice the steps). Needs judge rows (a `label_column` and the R1-Reward judge
+            prompt) in a map-style dataset; a dataset without `label_column` trains unbalanced with a warning.
+            The paper samples pairs in one order: `False`.
+
         > StableReinforce: the reward (used when the trainer gets no `reward_funcs`)
 
         referee (`str`, *optional*, defaults to `"rule"`):
@@ -109,6 +119,10 @@ class StableReinforceConfig(GRPOConfig):
     advantage_filter_sigma: float = field(default=3.0, metadata={"help": "Advantage filter threshold, in std devs."})
     kl_in_reward: bool = field(
         default=False, metadata={"help": "With beta > 0: fold k1 = old - ref into the per-token reward (reference) instead of TRL's in-loss KL."}
+    )
+
+    position_balanced: bool = field(
+        default=True, metadata={"help": "Both orders of every pair in each rollout batch (False: the paper's one order)."}
     )
 
     referee: str = field(

@@ -46,6 +46,10 @@ class DemoPlan:
     rl_batch_size: int = 16  # completions per optimizer step (the paper: 128)
     rl_generations: int = 4
     rl_steps_per_generation: int = 2  # rollouts = 2 x update batch, as the paper's 256 / 128
+    # The paper averages each response's tokens ("grpo"). Here the verdict-only traces the cold start leaves
+    # are a third the length of the reasoned ones, so that weighs their tokens 3x, and on some seeds RL drifts
+    # into short unreasoned guesses; averaging over all tokens of the batch ("dapo", TRL's default) does not.
+    rl_loss_type: str = "dapo"
     max_completion_length: int = 64
     eval_pairs: int = 64
     voting_k: int = 5
@@ -226,6 +230,9 @@ def _log_to_file(trainer, path: Path, stage: str) -> None:
 # ------------------------------------------------------------------------------------------------ report
 RL_CURVES = {
     "reward": "reward",
+    "r1_reward/result": "rollouts judged right (result reward)",
+    "stable_reinforce/p_verdict_1": "rollouts naming Response 1 (%)",
+    "stable_reinforce/p_label_1": "rollouts whose label is 1 (%)",  # drawn in the panel above
     "completions/mean_length": "response length (tokens)",
     "stable_reinforce/pre_clip_frac": "pre-clipped token fraction",
     "stable_reinforce/log_ratio_max_abs": "max |log-ratio|",
@@ -240,6 +247,7 @@ def curves(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
 
 PRE_CLIP_LOG_BOUND = math.log(1e3)  # the paper's window, [log 1e-3, log 1e3]: |log-ratio| <= 6.91
 FRACTIONS = ("stable_reinforce/pre_clip_frac", "stable_reinforce/advantage_filtered_frac")
+POSITIONS = ("stable_reinforce/p_verdict_1", "stable_reinforce/p_label_1")
 
 
 def smoothed(values: list[float], window: int) -> list[float]:
@@ -257,10 +265,14 @@ def plot(report: dict, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    for ax, (key, title) in zip(axes.flat, RL_CURVES.items()):
-        points = report["rl"]["curves"][key]
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7))
+    panels = [(key, title) for key, title in RL_CURVES.items() if key != POSITIONS[1]]
+    for ax, (key, title) in zip(axes.flat, panels):
+        points = report["rl"]["curves"].get(key, [])
         steps, values = ([p[0] for p in points], [p[1] for p in points]) if points else ([], [])
+        if key == POSITIONS[0]:
+            _plot_positions(ax, report["rl"]["curves"])
+            continue
         scale = 100 if key in FRACTIONS else 1
         values = [scale * v for v in values]
         # A maximum is read at its peaks, not smoothed away; the rest are noisy step to step.
@@ -308,6 +320,22 @@ def plot(report: dict, out: Path) -> list[str]:
     fig.savefig(accuracy_png, dpi=100)
     plt.close(fig)
     return [str(training_png), str(accuracy_png)]
+
+
+def _plot_positions(ax, curves_: dict) -> None:
+    """The share of rollouts naming Response 1 beside the share labelled 1: a judge drifting to a position
+    leaves the label's line; 50% is a balanced batch and a judge without a position prior."""
+    for key, label, colour in ((POSITIONS[0], "naming Response 1", "tab:blue"), (POSITIONS[1], "label 1", "tab:gray")):
+        points = curves_.get(key, [])
+        values = [100 * p[1] for p in points]
+        window = max(1, len(values) // 15)
+        ax.plot([p[0] for p in points], smoothed(values, window), color=colour, label=label)
+    ax.axhline(50, color="black", linewidth=0.5, linestyle=":")
+    ax.set_ylim(-5, 105)
+    ax.set_ylabel("% of rollouts")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(RL_CURVES[POSITIONS[0]].replace(" (%)", ""))
+    ax.set_xlabel("RL step")
 
 
 def print_summary(report: dict) -> None:
@@ -379,19 +407,30 @@ def main(argv: list[str] | None = None) -> int:
     base = make_tiny_model(out / "tiny-model", seed=args.seed, hidden_size=plan.hidden_size,
                            num_hidden_layers=plan.num_hidden_layers, intermediate_size=2 * plan.hidden_size)  # fmt: skip
     eval_pairs = make_synthetic_pairs(plan.eval_pairs, seed=args.seed + 1000, difficulty=plan.difficulty)
-    evaluation = {}
+    evaluation, stage_s = {}, {}
+    clock = time.perf_counter()
+
+    def timed(name: str) -> None:
+        nonlocal clock
+        stage_s[name], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
+
     console.print("[2/6] evaluating the untrained model")
     evaluation["base"] = evaluate_stage(base, eval_pairs, plan, out, "base")
+    timed("eval_base")
     console.print("[3/6] SFT cold start on rule-written traces")
     sft_dir, sft_log = sft_stage(base, plan, args.seed, out)
+    timed("sft")
     console.print("[4/6] evaluating after SFT")
     evaluation["sft"] = evaluate_stage(sft_dir, eval_pairs, plan, out, "sft")
+    timed("eval_sft")
     console.print("[5/6] StableReinforce RL from the SFT model")
     referee = (dict(referee="openai", referee_base_url=args.referee_base_url, referee_model=args.referee_model)
                if args.referee_base_url else {})  # fmt: skip
-    rl_dir, rl_log = rl_stage(sft_dir, plan, out, seed=args.seed, **{**referee, **rl_config})
+    rl_dir, rl_log = rl_stage(sft_dir, plan, out, seed=args.seed, **{"loss_type": plan.rl_loss_type, **referee, **rl_config})
+    timed("rl")
     console.print("[6/6] evaluating after RL")
     evaluation["rl"] = evaluate_stage(rl_dir, eval_pairs, plan, out, "rl")
+    timed("eval_rl")
 
     report = {
         "plan": asdict(plan),
@@ -403,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         "sft": {"final_loss": next((e["train_loss"] for e in reversed(sft_log) if "train_loss" in e), None)},
         "rl": {"steps": max((e.get("step", 0) for e in rl_log), default=0), "curves": curves(rl_log)},
         "wall_time_s": time.perf_counter() - started,
+        "stage_s": stage_s,
     }
     report["plots"] = plot(report, out)
     (out / "report.json").write_text(json.dumps(report, indent=2))

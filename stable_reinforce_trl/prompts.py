@@ -120,3 +120,49 @@ def parse_judgement(completion: str | Sequence[dict], format_mode: str = "strict
 def judge_output(reasoning: str, verdict: int) -> str:
     """The target an SFT cold start teaches: `<think>reasoning</think><answer>N</answer>`."""
     return f"<think>{reasoning}</think><answer>{verdict}</answer>"
+
+
+# The template with its three slots as groups: a filled-in prompt parses back into its parts.
+_SLOTS = re.compile(
+    "(?P<head>.*?)"
+    + re.escape(JUDGE_PROMPT)
+    .replace(re.escape("{question}"), "(?P<question>.*)")
+    .replace(re.escape("{answer1}"), "(?P<answer1>.*)")
+    .replace(re.escape("{answer2}"), "(?P<answer2>.*)")
+    + "(?P<tail>.*)",
+    re.DOTALL,
+)
+
+
+def swap_responses_text(text: str) -> str | None:
+    """The judge text with Response 1 and Response 2 exchanged (the same question, the other order);
+    None when `text` does not hold the judge prompt. Text around the template is kept."""
+    match = _SLOTS.fullmatch(text)
+    if match is None:
+        return None
+    parts = match.groupdict()
+    return parts["head"] + judge_text(parts["question"], parts["answer2"], parts["answer1"]) + parts["tail"]
+
+
+def swap_responses(prompt: str | list[dict]) -> str | list[dict] | None:
+    """A TRL prompt (plain string or conversational) with its two responses exchanged, media untouched;
+    None when no text part holds the judge prompt."""
+    if isinstance(prompt, str):
+        return swap_responses_text(prompt)
+    swapped, done = [], False
+    for message in prompt:
+        content = message.get("content")
+        if not done and message.get("role") == "user" and isinstance(content, str):
+            text = swap_responses_text(content)
+            if text is not None:
+                message, done = {**message, "content": text}, True
+        elif not done and message.get("role") == "user" and isinstance(content, list):
+            parts = []
+            for part in content:
+                text = swap_responses_text(part.get("text") or "") if not done and part.get("type") == "text" else None
+                if text is not None:
+                    part, done = {**part, "text": text}, True
+                parts.append(part)
+            message = {**message, "content": parts}
+        swapped.append(message)
+    return swapped if done else None

@@ -1,6 +1,7 @@
 """`StableReinforceTrainer`: TRL's `GRPOTrainer` with StableReinforce's three hooks.
 
 - reward: with no `reward_funcs`, the R1 reward (format + result + consistency) built from the config;
+- rollouts: with `position_balanced`, every pair of a rollout batch in both orders (`position_balance.py`);
 - advantages: recomputed from the rewards TRL gathered over all processes (baseline, global
   standardization, sigma filter) and swapped into TRL's batch;
 - loss: TRL's own loss, handed old log-probs rewritten so that its `exp(logps - old)` is the pre-clipped
@@ -19,11 +20,15 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import datasets
 import torch
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from . import algorithms
+from . import algorithms, position_balance, vision_tokens
 from .checkpoints import RestoresFullCheckpoints
+from .prompts import parse_verdict
+from .rewards.functions import parse_label
 from .video import GRPOVideoInputs
 from .config import StableReinforceConfig
 
@@ -43,6 +48,22 @@ class _PreClipState:
 def _loss_mask(batch: dict) -> torch.Tensor:
     """The tokens TRL's loss counts: `completion_mask * tool_mask`, as `_compute_loss` builds it."""
     return batch["completion_mask"] if "tool_mask" not in batch else batch["completion_mask"] * batch["tool_mask"]
+
+
+class _SkippedStepHoldsTheSchedule(TrainerCallback):
+    """A step StableReinforce skips does not advance the LR schedule, as fp16's GradScaler already has it
+    for a step whose gradients overflow: transformers steps the scheduler unless accelerate reports the
+    optimizer step skipped, which it knows only for the scaler's own skips. One rule, whichever the cause
+    (NaN gradients or a non-finite forward) and whichever the precision."""
+
+    def __init__(self, trainer: "StableReinforceTrainer"):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        optimizer, skipped = self.trainer.optimizer, self.trainer._step_skipped
+        if hasattr(optimizer, "_is_overflow"):  # accelerate's wrapper; under DeepSpeed nothing is skipped here
+            optimizer._is_overflow = skipped or (optimizer.scaler is not None and optimizer._is_overflow)
+        self.trainer._step_skipped = False
 
 
 class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrainer):
@@ -92,7 +113,17 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
         self._gathered_rewards: torch.Tensor | None = None
         self._nonfinite_forwards = 0  # global count of non-finite policy log-probs in this accumulation window
         self._nonfinite_steps_skipped = 0
+        self._step_skipped = False
+        pos, kwargs = list(pos), dict(kwargs)
+        if pos:
+            pos[0] = self._balanced_dataset(pos[0], args)
+        elif kwargs.get("train_dataset") is not None:
+            kwargs["train_dataset"] = self._balanced_dataset(kwargs["train_dataset"], args)
+        else:
+            self.position_balanced = False
         super().__init__(model, reward_funcs, args, *pos, **kwargs)
+        self.add_callback(_SkippedStepHoldsTheSchedule(self))
+        self._suppress_vision_placeholders()
         if self.is_deepspeed_enabled:
             logger.warning(
                 "Under DeepSpeed the engine takes the optimizer step inside backward, so StableReinforce cannot skip a "
@@ -100,13 +131,85 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
                 "true} in the DeepSpeed config; ZeRO-3 in bf16 has no such check."
             )
 
+    # ------------------------------------------------------------------------------------------- rollouts
+    def _balanced_dataset(self, dataset, args: StableReinforceConfig):
+        """The training set both orders of each pair come from (see `position_balance`), or `dataset` as is."""
+        columns = (dataset.column_names or []) if dataset is not None else []
+        self.position_balanced = args.position_balanced and args.label_column in columns
+        if args.position_balanced and not self.position_balanced and dataset is not None:
+            logger.warning(
+                f"position_balanced: the training set has no {args.label_column!r} column (label_column), so its "
+                "rollouts are not balanced by position. Set position_balanced=False to silence this."
+            )
+        if not self.position_balanced:
+            return dataset
+        if isinstance(dataset, datasets.IterableDataset):
+            raise position_balance.PositionBalanceError(
+                "position_balanced needs a map-style datasets.Dataset (both orders of a pair are sampled together); "
+                "got an IterableDataset. Load it without streaming, or set position_balanced=False."
+            )
+        position_balance.check_batch(args.generation_batch_size // args.num_generations)
+        position_balance.check_judge_rows(dataset, args.label_column)
+        return position_balance.both_orders(dataset)
+
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        if not self.position_balanced:
+            return sampler
+        return position_balance.PositionBalancedSampler(
+            sampler.data_source, sampler.mini_repeat_count, sampler.batch_size, sampler.repeat_count,
+            sampler.shuffle, sampler.seed,
+        )  # fmt: skip
+
+    def _suppress_vision_placeholders(self) -> None:
+        """Every vision placeholder out of generation, in both backends (TRL suppresses only the image one,
+        and only in transformers): a sampled one breaks the next forward. See `vision_tokens`."""
+        self._vision_placeholders = vision_tokens.vision_placeholder_ids(self.model.config)
+        if not self._vision_placeholders:
+            return
+        if self.use_vllm:
+            tokens = self._tokenizer.convert_ids_to_tokens(self._vision_placeholders)
+            generation = self.vllm_generation
+            generation.generation_kwargs = vision_tokens.vllm_generation_kwargs(generation.generation_kwargs, tokens)
+        else:
+            self.generation_kwargs = vision_tokens.transformers_generation_kwargs(self.generation_kwargs,
+                                                                                  self._vision_placeholders)  # fmt: skip
+            self.generation_config.suppress_tokens = self.generation_kwargs["suppress_tokens"]
+
+    def _generate(self, prompts: list):
+        prompt_ids, completion_ids, tool_mask, *rest = super()._generate(prompts)
+        completion_ids, tool_mask, found = vision_tokens.neutralize(
+            completion_ids, tool_mask, self._vision_placeholders, self._tokenizer.pad_token_id
+        )
+        mode = "train" if self.model.training else "eval"
+        found = self.accelerator.reduce(torch.tensor(float(found), device=self.accelerator.device), reduction="sum")
+        self._metrics[mode][METRIC_PREFIX + "vision_placeholders_sampled"].append(found.item())
+        return (prompt_ids, completion_ids, tool_mask, *rest)
+
     # ----------------------------------------------------------------------------------------- advantages
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # TRL returns rewards gathered over all processes: keep them for the global advantage pass.
         self._gathered_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._log_positions(inputs, completions)
         return self._gathered_rewards
 
+    def _log_positions(self, inputs: list[dict], completions: list) -> None:
+        """Over the global rollout batch: the share of parseable verdicts naming Response 1 and the share of
+        labels "1". Apart, they show a judge drifting to a position; 0.5 and 0.5 is the balanced batch."""
+        column = self.args.label_column
+        if not inputs or column not in inputs[0]:
+            return
+        verdicts = [parse_verdict(c) for c in completions]
+        labels = [parse_label(row[column]) for row in inputs]
+        counts = [sum(v in (1, 2) for v in verdicts), verdicts.count(1), len(labels), labels.count(1)]
+        counts = self.accelerator.reduce(torch.tensor(counts, dtype=torch.float32, device=self.accelerator.device), "sum")
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        if counts[0] > 0:
+            metrics[METRIC_PREFIX + "p_verdict_1"].append((counts[1] / counts[0]).item())
+        metrics[METRIC_PREFIX + "p_label_1"].append((counts[3] / counts[2].clamp(min=1)).item())
+
     def _generate_and_score_completions(self, inputs):
+        inputs = position_balance.unmark(inputs, self.args.label_column)
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         rewards_per_func, self._gathered_rewards = self._gathered_rewards, None
@@ -211,11 +314,28 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
             # masked the token) would poison the weights. With every grad None, torch optimizers leave every
             # parameter and its moments untouched: the update is skipped, not just zeroed (Adam's momentum
             # would still move zeroed parameters).
-            model.zero_grad(set_to_none=True)
+            self._skip_update(model)
             self._nonfinite_steps_skipped += 1
+            self._step_skipped = True
         # TRL's convention for a running count (as `num_tokens`): one value, the total so far.
         self._metrics["train"][METRIC_PREFIX + "nonfinite_steps_skipped"] = [float(self._nonfinite_steps_skipped)]
         return grad_norm
+
+    def _skip_update(self, model) -> None:
+        """Make the coming `optimizer.step()` change nothing: no weight, no optimizer moment."""
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is None or not scaler.is_enabled():
+            model.zero_grad(set_to_none=True)  # torch optimizers skip parameters whose grad is None
+            return
+        # fp16: the GradScaler steps the optimizer (a fused one unscales inside its own step) and with no
+        # grad at all it fails ("No inf checks were recorded"). Show it the step as an overflow instead: it
+        # skips the step as for any overflow, lowers the scale, and accelerate reports the step skipped.
+        for param in model.parameters():
+            if param.grad is not None:
+                param.grad.fill_(float("nan"))
+        state = scaler._per_optimizer_states[id(getattr(self.optimizer, "optimizer", self.optimizer))]
+        for found_inf in state["found_inf_per_device"].values():  # filled if the clip already unscaled
+            found_inf.fill_(1.0)
 
     @contextmanager
     def _pre_clip_context(self, inputs: dict):
@@ -287,7 +407,10 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
         if old_logps is not None:
             if self.off_policy_mask_threshold is not None:  # it falls back to the old log-probs: the true ones
                 inputs.setdefault("sampling_per_token_logps", old_logps)
-            inputs["old_per_token_logps"] = logps - (logps - old_logps).clamp(*bounds) if bounds else old_logps
+            if bounds:  # only where the loss counts: elsewhere a -inf log-prob would give TRL `-inf - (-inf)`
+                rewritten = logps - (logps - old_logps).clamp(*bounds)
+                old_logps = torch.where(valid, rewritten, old_logps)
+            inputs["old_per_token_logps"] = old_logps
         return logps, entropies
 
     def _mask_nonfinite_inputs(self, inputs: dict) -> tuple[dict, int]:

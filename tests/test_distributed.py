@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from stable_reinforce_trl.algorithms import stable_reinforce_advantages
+from stable_reinforce_trl.position_balance import flip_label
+from stable_reinforce_trl.prompts import swap_responses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,5 +45,12 @@ def test_two_processes_filter_with_global_statistics(tiny_model_dir, tmp_path):
         local_only, _ = stable_reinforce_advantages(rewards[: rewards.numel() // 2], baseline="batch", group_size=4, sigma=3.0)
         if not torch.allclose(local_only, expected[: local_only.numel()], atol=1e-6):
             assert not torch.allclose(torch.tensor(r0["local_advantages"]), local_only, atol=1e-6)
+        # Position-balanced (the default): the global batch holds both orders of each pair, half labelled "1",
+        # though a pair's two orders may sit on different processes.
+        rows = {json.dumps(prompt): label for prompt, label in r0["rows"] + r1["rows"]}
+        labels = [label for _, label in r0["rows"] + r1["rows"]]
+        assert labels.count("1") * 2 == len(labels) == rewards.numel()
+        for prompt, label in rows.items():
+            assert rows[json.dumps(swap_responses(json.loads(prompt)))] == flip_label(label)
     history = json.loads((tmp_path / "log_history.json").read_text())
     assert [e["step"] for e in history if "loss" in e] == [1, 2, 3, 4]

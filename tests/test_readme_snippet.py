@@ -25,7 +25,7 @@ def test_swap_your_trainer_snippet_trains(tiny_model_dir, tmp_path, monkeypatch)
                      "rejected": f"It is {other}.", "image": f"{i}.png"})  # fmt: skip
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.chdir(tmp_path)
-    cpu = ('use_cpu=True, bf16=False, max_steps=1, per_device_train_batch_size=4, max_completion_length=8, '
+    cpu = ('use_cpu=True, bf16=False, max_steps=1, per_device_train_batch_size=8, max_completion_length=8, '
            'report_to="none", save_strategy="no")')  # fmt: skip
     run = code.replace('"Qwen/Qwen2.5-VL-7B-Instruct"', repr(tiny_model_dir)).replace("num_iterations=2)",
                                                                                        "num_iterations=2, " + cpu)

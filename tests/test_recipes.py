@@ -222,7 +222,8 @@ def test_stable_reinforce_recipe_two_processes_from_sft(sft_output, tmp_path):
     # 16 completions per generation over 2 processes x 4 rows per step: a generation every 2 steps.
     assert [e["step"] for e in logs if "reward" in e] == [1, 3, 5, 7]
     assert all("stable_reinforce/advantage_filtered_frac" in e for e in logs if "reward" in e)
-    assert logs[-1]["epoch"] == pytest.approx(0.5)  # twice one process's 0.25: both read their own rows
+    # Twice one process's 0.125 (an epoch runs over both orders of every pair): both read their own rows.
+    assert logs[-1]["epoch"] == pytest.approx(0.25)
     # The table gathers both processes' completions of a generation.
     assert len(pd.read_parquet(out / "completions" / "completions_00001.parquet")) == 16
 

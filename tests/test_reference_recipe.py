@@ -19,7 +19,7 @@ def test_reference_recipe_differs_from_the_papers_only_where_the_reference_scrip
     expected = {
         "learning_rate": 3e-7, "num_train_epochs": 1, "beta": 0.001, "kl_in_reward": True,
         "advantage_statistics": "token", "consistency_mode": "reference", "referee_reasoning_lines": 3,
-        "format_mode": "strict",
+        "format_mode": "strict", "position_balanced": False,
     }  # fmt: skip
     naming = {"output_dir", "run_name", "logging_dir"}
     paper_fields, reference_fields = paper.to_dict(), reference.to_dict()

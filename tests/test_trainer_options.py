@@ -9,6 +9,7 @@ import json
 import math
 
 import pytest
+import transformers
 import torch
 from trl import GRPOTrainer
 
@@ -268,3 +269,79 @@ def test_two_processes_token_statistics_and_kl_in_reward_are_global(tiny_model_d
             want = expected[rank * 4 : (rank + 1) * 4, : got.size(1)]
             assert torch.allclose(got[local_mask], want[local_mask], atol=1e-4), rank
     assert acted  # the filter zeroed some tokens, so the global z-scores are checked too
+
+
+def test_minus_inf_at_an_uncounted_token_keeps_the_loss_finite_as_in_trl(tiny_model_dir, tmp_path):
+    """A policy log-prob of -inf at a token the loss does not count (here a tool-written one) must leave
+    the loss as stock TRL computes it: finite. Rewriting old log-probs there gave `-inf - (-inf)`."""
+    trainer = make_trainer(tiny_model_dir, tmp_path, num_iterations=1, steps_per_generation=1)
+    batch = rollout(trainer)
+    width = batch["completion_mask"].size(1)
+    with torch.no_grad():
+        logps = policy_logps(trainer, batch)
+    batch["tool_mask"] = torch.ones_like(batch["completion_mask"])
+    batch["tool_mask"][0, 2] = 0
+    batch["old_per_token_logps"] = logps - 0.3
+    batch["advantages"] = torch.linspace(-1.0, 1.0, logps.size(0))
+
+    def minus_inf(module, args, output):  # the fused head's log-prob of one token underflows to -inf
+        if torch.is_grad_enabled():
+            output.log_probs = output.log_probs.clone()
+            output.log_probs[0, 2 - width] = float("-inf")
+        return output
+
+    handle = trainer.model.register_forward_hook(minus_inf)
+    try:
+        ours = trainer.compute_loss(trainer.model, dict(batch))
+        stock = GRPOTrainer.compute_loss(trainer, trainer.model, dict(batch))
+    finally:
+        handle.remove()
+    assert torch.isfinite(stock)
+    assert torch.isfinite(ours) and ours.item() == pytest.approx(stock.item(), rel=1e-5)
+
+
+def minus_inf_log_prob(model, row: int, token: int, completion_length: int):
+    """A forward hook that makes the fused head's log-prob of one completion token -inf, once, in a forward with
+    gradient: a non-finite forward whose gradients stay finite (the token is masked out before backward)."""
+    state = {"fired": 0}
+
+    def hook(module, args, output):
+        if torch.is_grad_enabled() and not state["fired"]:
+            state["fired"] += 1
+            output.log_probs = output.log_probs.clone()
+            output.log_probs[row, token - completion_length] = float("-inf")
+        return output
+
+    return model.register_forward_hook(hook), state
+
+
+@pytest.mark.parametrize("scaler", [False, True], ids=["bf16_or_fp32", "fp16_grad_scaler"])
+@pytest.mark.parametrize("fault", ["forward", "gradients"])
+def test_a_skipped_step_never_advances_the_lr_schedule(fault, scaler, tiny_model_dir, tmp_path):
+    """Whether the step is skipped for a non-finite forward (finite gradients) or for non-finite gradients, with
+    or without fp16's GradScaler (a real one: accelerate makes none on CPU, so the test hands it one), the LR
+    schedule holds at the skipped step and the weights do not move."""
+    options = dict(fp16=True) if scaler else {}
+    trainer = make_trainer(tiny_model_dir, tmp_path, num_iterations=1, steps_per_generation=1, max_steps=2,
+                           lr_scheduler_type="linear", **options)  # fmt: skip
+    if scaler:
+        trainer.accelerator.scaler = torch.amp.GradScaler("cpu")
+    inject = minus_inf_log_prob if fault == "forward" else inject_inf_into_logits
+    handle, state = inject(trainer.model, row=0, token=2, completion_length=8)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    moved_at_step_1 = []
+    trainer.add_callback(type("Watch", (transformers.TrainerCallback,), {
+        "on_step_end": lambda self, args, st, control, **kw: moved_at_step_1.append(
+            st.global_step == 1 and any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters()))
+    })())  # fmt: skip
+    try:
+        trainer.train()
+    finally:
+        handle.remove()
+    assert state["fired"] == 1 and (trainer.optimizer.scaler is not None) == scaler
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert math.isfinite(logs[0]["grad_norm"]) == (fault == "forward")
+    assert logs[0]["stable_reinforce/nonfinite_steps_skipped"] == 1
+    assert moved_at_step_1[0] is False
+    assert logs[1]["learning_rate"] == logs[0]["learning_rate"] == trainer.args.learning_rate  # held, then stepped
+    assert trainer.lr_scheduler.get_last_lr()[0] < trainer.args.learning_rate

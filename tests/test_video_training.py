@@ -65,7 +65,7 @@ def test_trainer_trains_a_mixed_batch_on_native_video(mixed_pairs, tiny_model_di
     dataset = load_judge_dataset(mixed_pairs, num_frames=FRAMES)
     assert "videos" in dataset.column_names
     config = StableReinforceConfig(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, num_generations=2, max_completion_length=8,
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, num_generations=2, max_completion_length=8,
         num_iterations=2, steps_per_generation=2, learning_rate=1e-3, max_steps=2, logging_steps=1, report_to="none",
         save_strategy="no", use_cpu=True, seed=0, log_completions=False, dataloader_num_workers=0,
     )  # fmt: skip

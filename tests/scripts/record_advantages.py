@@ -1,5 +1,6 @@
 """Run by `accelerate launch` in the tests: trains a few StableReinforce steps and records, per process,
-the gathered rewards and the local advantages of each generation batch (one JSON line each)."""
+the gathered rewards, the local advantages and the rows (prompt, label) of each generation batch (one JSON
+line each)."""
 
 import json
 import os
@@ -13,6 +14,7 @@ from tests.trl_helpers import colour_judge_dataset, verdict_reward  # noqa: E402
 
 class RecordingTrainer(StableReinforceTrainer):
     def _calculate_rewards(self, *args):
+        self._recorded_rows = [[row["prompt"], row["label"]] for row in args[0]]  # as the reward sees them
         self._recorded_rewards = super()._calculate_rewards(*args)
         return self._recorded_rewards
 
@@ -23,6 +25,7 @@ class RecordingTrainer(StableReinforceTrainer):
             "num_processes": self.accelerator.num_processes,
             "rewards_per_func": self._recorded_rewards.tolist(),
             "local_advantages": output["advantages"].tolist(),
+            "rows": self._recorded_rows,
         }
         with open(os.path.join(self.args.output_dir, f"advantages_rank{self.accelerator.process_index}.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
