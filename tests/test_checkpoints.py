@@ -84,3 +84,35 @@ def test_load_best_model_at_end_loads_the_best_checkpoints_weights(untied_model_
     assert any(not torch.equal(final[n], snapshots.by_step[3][n]) for n in final)  # not simply the last step
     assert_same(final, snapshots.by_step[1])
     assert not logging.getLogger("transformers.trainer").filters
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_restore_goes_tensor_by_tensor_through_sharded_safetensors_exactly(tied, untied_model_dir, tiny_model_dir,
+                                                                            tmp_path):  # fmt: skip
+    from transformers import AutoModelForImageTextToText
+
+    from stable_reinforce_trl.checkpoints import load_checkpoint_weights
+
+    source = tiny_model_dir if tied else untied_model_dir
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.bfloat16)
+    if not tied:
+        model.lm_head.to(torch.float32)  # cast_lm_head_to_fp32's mixed dtypes
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    model.save_pretrained(tmp_path / "ckpt", max_shard_size="100KB")
+    assert len(list((tmp_path / "ckpt").glob("model-*.safetensors"))) > 2  # several shards, an index
+    fresh = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.bfloat16)
+    if not tied:
+        fresh.lm_head.to(torch.float32)
+    assert load_checkpoint_weights(fresh, str(tmp_path / "ckpt"))
+    assert_same(params(fresh), params(model))
+    assert fresh.lm_head.weight.data_ptr() == fresh.model.language_model.embed_tokens.weight.data_ptr() or not tied
+
+    other = AutoModelForImageTextToText.from_pretrained(untied_model_dir if tied else tiny_model_dir)
+    with pytest.raises(KeyError):  # tied and untied disagree on lm_head: strict either way
+        load_checkpoint_weights(other, str(tmp_path / "ckpt"))
+    (tmp_path / "bin").mkdir()
+    torch.save(model.state_dict(), tmp_path / "bin" / "pytorch_model.bin")  # an older run's .bin checkpoint
+    assert not load_checkpoint_weights(fresh, str(tmp_path / "bin"))  # left to the whole-model fallback
