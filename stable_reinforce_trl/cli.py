@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -19,6 +20,20 @@ USAGE_ERROR = 2  # argparse's exit code for a bad command line; every user error
 
 class UserError(Exception):
     """A mistake in what the user gave (file, row, field or option), with the fix in its message."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so a command stops the same way."""
+
+
+def stop_on_sigterm_as_on_ctrl_c() -> None:
+    """A process manager (Slurm preemption, `docker stop`, Kubernetes) stops a job with SIGTERM, which by
+    default kills Python without running any `except KeyboardInterrupt` or `finally`."""
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminated)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

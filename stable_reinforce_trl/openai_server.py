@@ -322,7 +322,7 @@ def _with_faults(respond: Respond, rate: float, kind: str, seed: int) -> Respond
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import HelpFormatter
+    from .cli import HelpFormatter, stop_on_sigterm_as_on_ctrl_c
 
     parser = argparse.ArgumentParser(prog="python -m stable_reinforce_trl.openai_server", description=__doc__,
                                      formatter_class=HelpFormatter)
@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on 127.0.0.1:{args.port} ({error.strerror}). Fix: pick a free --port "
               "(or 0 for any)", file=sys.stderr)
         return 2
-    print(f"serving a scripted {args.role} at {server.base_url} (Ctrl-C stops it)", flush=True)
+    stop_on_sigterm_as_on_ctrl_c()
+    print(f"serving a scripted {args.role} at {server.base_url} (Ctrl-C or SIGTERM stops it)", flush=True)
     try:
         server._thread.join()
     except KeyboardInterrupt:

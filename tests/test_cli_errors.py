@@ -153,17 +153,27 @@ def test_make_tiny_model_mistakes(tmp_path, capsys):
     assert "is a file" in user_error(capsys, "make-tiny-model", str(tmp_path / "file"))
 
 
+def _default_sigint():
+    """In the child, before Python starts: SIGINT back to its default. A job started in the background
+    without job control (`nohup make test &`) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; the tests must not depend on how their own parent was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_server(*args: str) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen([sys.executable, "-m", "stable_reinforce_trl.openai_server", "--port", "0", *args],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                              preexec_fn=_default_sigint)  # fmt: skip
     line = server.stdout.readline()
     assert "serving a scripted" in line, line + server.stderr.read()
     return server, line.split(" at ")[1].split()[0]
 
 
-def test_local_server_as_teacher_then_ctrl_c_on_annotate_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_local_server_as_teacher_then_ctrl_c_on_annotate_says_how_to_resume(stop, tmp_path):
     """The command-line server (a subprocess) answers as a teacher with latency; annotate (another subprocess)
-    is sent SIGINT mid-run, says how to resume without a traceback, and a rerun finishes the rest."""
+    is sent SIGINT (Ctrl-C) or SIGTERM (a process manager's stop) mid-run, says how to resume without a
+    traceback, and a rerun finishes the rest. The server stops cleanly on either signal too."""
     from stable_reinforce_trl.data.synthetic import make_synthetic_pairs
 
     pairs = make_synthetic_pairs(12, seed=3)
@@ -174,14 +184,16 @@ def test_local_server_as_teacher_then_ctrl_c_on_annotate_says_how_to_resume(tmp_
     try:
         cmd = [sys.executable, "-m", "stable_reinforce_trl.cli", "annotate", str(src), "--out", str(out),
                "--base-url", url, "--model", "teacher", "--concurrency", "1", "--temperature", "1"]  # fmt: skip
-        run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                               preexec_fn=_default_sigint)  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (out.exists() and out.read_text().count("\n") >= 2):
             time.sleep(0.1)
-        run.send_signal(signal.SIGINT)
+        run.send_signal(stop)
         stdout, stderr = run.communicate(timeout=30)
-        assert run.returncode == 130, stdout + stderr
+        assert run.returncode == 128 + stop, stdout + stderr
         assert "Traceback" not in stderr and "Rerun the same command to resume" in stderr
+        assert ("terminated (SIGTERM)" in stderr) == (stop == signal.SIGTERM)
         done = len(out.read_text().splitlines())
         assert 2 <= done < 12 and f"{done} of 12 pairs are annotated" in stderr
 
@@ -191,9 +203,9 @@ def test_local_server_as_teacher_then_ctrl_c_on_annotate_says_how_to_resume(tmp_
         records = [json.loads(line) for line in out.read_text().splitlines()]
         assert {r["attempts"] for r in records} > {1} and all(r["reasoning"] or r["failed"] for r in records)
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM if stop == signal.SIGINT else signal.SIGINT)
         server.wait(timeout=10)
-    assert server.returncode == 0
+    assert server.returncode == 0 and "Traceback" not in server.stderr.read()
 
 
 def test_local_server_as_referee_and_a_port_in_use():

@@ -246,6 +246,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..cli import Terminated, stop_on_sigterm_as_on_ctrl_c
     from .convert import pairs_from_args
     from .validation import OptionError
 
@@ -262,14 +263,16 @@ def main(argv: list[str] | None = None) -> int:
         done = _finished_keys(out)
     except ValueError as error:
         raise OptionError(str(error)) from None
+    stop_on_sigterm_as_on_ctrl_c()
     try:
         summary = annotate(pairs, out, config)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         keys = {pair_key(p) for p in pairs}
         finished = len(_finished_keys(out) & keys)
-        print(f"\ninterrupted: {finished} of {len(pairs)} pairs are annotated in {out} ({finished - len(done & keys)} "
+        how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        print(f"\n{how}: {finished} of {len(pairs)} pairs are annotated in {out} ({finished - len(done & keys)} "
               "in this run). Rerun the same command to resume: finished pairs are skipped.", file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130  # the shell's 128 + signal number
     print(summary)
     if summary.errored and not summary.succeeded and not summary.failed and not summary.skipped_done:
         raise OptionError(f"the teacher at {args.base_url} answered no request ({summary.first_error}). Fix: check "
