@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence
 
-from .prompts import INVALID, Verdict, completion_text, judge_messages, parse_judgement
+from .prompts import INVALID, Verdict, completion_text, generation_opening, judge_messages, parse_judgement
 
 BACKENDS = ("auto", "transformers", "vllm")
 
@@ -139,6 +139,7 @@ class TransformersBackend:
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.force_output = force_output
         self._forced_ids = self.tokenizer.encode(force_output, add_special_tokens=False) if force_output else None
+        self.opening = generation_opening(processor)  # what the prompt already wrote of the answer (Qwen3.5)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, device: str | None = None, dtype: str = "auto",
@@ -186,7 +187,8 @@ class TransformersBackend:
             processors.append(_forced_processor(self._forced_ids, eos[0], prompt_length))
         with torch.inference_mode():
             output = self.model.generate(**inputs, generation_config=config, logits_processor=processors)
-        decoded = self.tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+        decoded = [self.opening + text for text in self.tokenizer.batch_decode(output[:, prompt_length:],
+                                                                               skip_special_tokens=True)]
         return [decoded[i * sampling.n : (i + 1) * sampling.n] for i in range(len(requests))]
 
 
@@ -206,6 +208,7 @@ class VLLMBackend:
 
         self.name = os.path.abspath(path) if os.path.exists(path) else str(path)
         self.processor = AutoProcessor.from_pretrained(path)
+        self.opening = generation_opening(self.processor)
         llm_kwargs.setdefault("limit_mm_per_prompt", {"image": max_images, "video": 1})
         self.llm = vllm.LLM(model=str(path), seed=seed, **llm_kwargs)
         self._sampling_params = vllm.SamplingParams
@@ -229,7 +232,7 @@ class VLLMBackend:
             repetition_penalty=1.0, max_tokens=sampling.max_new_tokens,
         )
         outputs = self.llm.generate(inputs, params, use_tqdm=False)
-        return [[o.text for o in out.outputs] for out in outputs]
+        return [[self.opening + o.text for o in out.outputs] for out in outputs]
 
 
 def vllm_available() -> bool:

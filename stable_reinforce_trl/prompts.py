@@ -117,6 +117,35 @@ def parse_judgement(completion: str | Sequence[dict], format_mode: str = "strict
     return ParsedJudgement(parse_verdict(text), reasoning, is_well_formatted(text, format_mode))
 
 
+def generation_opening(processing_class) -> str:
+    """What the chat template's generation prompt already writes of the assistant's turn: "" for Qwen2.5-VL
+    and Qwen3-VL, `"<think>\n"` for Qwen3.5's thinking template, so that the model's own text starts inside
+    the think block. A judgement is read with this in front (`with_opening`): then `<think>` is there
+    whichever side of the prompt it was written on."""
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    if getattr(tokenizer, "chat_template", None) is None:
+        return ""
+    turn = [{"role": "user", "content": "x"}]
+    bare = tokenizer.apply_chat_template(turn, tokenize=False)
+    prompted = tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+    header = "assistant\n"  # ChatML's role header, which every Qwen template writes
+    added = prompted[len(bare) :] if prompted.startswith(bare) else ""
+    return added.split(header, 1)[1] if header in added else ""
+
+
+def with_opening(completion: str | Sequence[dict], opening: str) -> str | list[dict]:
+    """`completion` (plain or conversational, as TRL hands it to rewards) with `opening` in front."""
+    if not opening:
+        return completion
+    if isinstance(completion, str):
+        return opening + completion
+    first, *rest = completion
+    content = first.get("content", "")
+    if isinstance(content, str):
+        return [{**first, "content": opening + content}, *rest]
+    return [{**first, "content": [{"type": "text", "text": opening}, *content]}, *rest]
+
+
 def judge_output(reasoning: str, verdict: int) -> str:
     """The target an SFT cold start teaches: `<think>reasoning</think><answer>N</answer>`."""
     return f"<think>{reasoning}</think><answer>{verdict}</answer>"

@@ -1,8 +1,16 @@
-"""A tiny, random-init Qwen2.5-VL built offline: real architecture, real processor, local tokenizer.
+"""A tiny, random-init Qwen judge built offline: real architecture, real processor, local tokenizer.
 
 Tests, the demo and the CPU recipes use it so that nothing reaches a model hub; everything
 downstream loads it with the same `from_pretrained(path)` calls that load
-`Qwen/Qwen2.5-VL-7B-Instruct` on a GPU machine.
+`Qwen/Qwen2.5-VL-7B-Instruct` on a GPU machine. Three families, each with its released
+checkpoints' chat template (as TRL stores it), processor classes and special tokens:
+
+- `qwen2.5-vl`: Qwen2.5-VL (14-pixel patches), the paper's base model; the default;
+- `qwen3-vl`: Qwen3-VL (16-pixel patches, DeepStack vision features, interleaved mrope);
+- `qwen3.5`: Qwen3.5, natively multimodal, its text layers mostly linear attention (Gated DeltaNet),
+  with the thinking chat template of Qwen3.5-4B and larger (the generation prompt opens `<think>`).
+
+Everything family-specific in the package lives here.
 """
 
 from __future__ import annotations
@@ -28,10 +36,20 @@ QWEN_PRETOKENIZE_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
+FAMILIES = ("qwen2.5-vl", "qwen3-vl", "qwen3.5")
+# The chat template each family's released checkpoints ship (TRL keeps them byte for byte, to recognise them).
+CHAT_TEMPLATES = {
+    "qwen2.5-vl": "qwen2_5_vl.jinja",
+    "qwen3-vl": "qwen3_vl.jinja",
+    "qwen3.5": "qwen3_5_think.jinja",  # Qwen3.5-4B and larger: the generation prompt opens `<think>`
+}
+
 TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 TINY_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1], window_size=56)
 # Small images keep the tiny model's prompts short: at most 112x112 pixels = 16 image tokens.
 TINY_IMAGE_PIXELS = dict(min_pixels=28 * 28, max_pixels=112 * 112)
+# Qwen3-VL and Qwen3.5: 16-pixel patches merged 2x2, so 32-pixel units; at most 128x128 = 16 image tokens.
+TINY_IMAGE_SIZE_QWEN3 = {"shortest_edge": 32 * 32, "longest_edge": 128 * 128}
 
 
 def _training_text() -> str:
@@ -47,7 +65,12 @@ def _training_text() -> str:
     return "\n".join([JUDGE_PROMPT] * 4 + [words] * 20 + [" ".join(str(i) for i in range(100))])
 
 
-def build_tiny_tokenizer(vocab_size: int = 1024):
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+
+
+def build_tiny_tokenizer(vocab_size: int = 1024, family: str = "qwen2.5-vl"):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -64,7 +87,8 @@ def build_tiny_tokenizer(vocab_size: int = 1024):
         show_progress=False,
     )
     tok.train_from_iterator([_training_text()], trainer=trainer)
-    chat_template = (resources.files("trl") / "chat_templates" / "qwen2_5_vl.jinja").read_text()
+    _check_family(family)
+    chat_template = (resources.files("trl") / "chat_templates" / CHAT_TEMPLATES[family]).read_text()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -77,64 +101,101 @@ def build_tiny_tokenizer(vocab_size: int = 1024):
     return tokenizer
 
 
-def build_tiny_processor(vocab_size: int = 1024):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+def build_tiny_processor(vocab_size: int = 1024, family: str = "qwen2.5-vl"):
+    tokenizer = build_tiny_tokenizer(vocab_size, family)
+    if family == "qwen2.5-vl":
+        from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    tokenizer = build_tiny_tokenizer(vocab_size)
-    image_processor = Qwen2VLImageProcessor(**TINY_IMAGE_PIXELS)
-    video_processor = Qwen2VLVideoProcessor(**TINY_IMAGE_PIXELS)
-    return Qwen2_5_VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=tokenizer.chat_template,
+        image_processor = Qwen2VLImageProcessor(**TINY_IMAGE_PIXELS)
+        video_processor = Qwen2VLVideoProcessor(**TINY_IMAGE_PIXELS)
+        processor_cls = Qwen2_5_VLProcessor
+    else:  # Qwen3.5 loads Qwen3-VL's processor (transformers' AutoProcessor maps qwen3_5 to it)
+        from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+        image_processor = Qwen2VLImageProcessor(patch_size=16, merge_size=2, size=TINY_IMAGE_SIZE_QWEN3)
+        video_processor = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, size=TINY_IMAGE_SIZE_QWEN3)
+        processor_cls = Qwen3VLProcessor
+    return processor_cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+                         chat_template=tokenizer.chat_template)  # fmt: skip
+
+
+def _special_token_ids(tok) -> dict:
+    return dict(
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"),
     )
 
 
-def build_tiny_model(processor, seed: int = 0, tie_word_embeddings: bool = True, **text_overrides):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def build_tiny_model(processor, seed: int = 0, tie_word_embeddings: bool = True, family: str = "qwen2.5-vl",
+                     **text_overrides):  # fmt: skip
+    import transformers
 
+    _check_family(family)
     tok = processor.tokenizer
     text = {**TINY_TEXT, **text_overrides}
     head_dim = text["hidden_size"] // text["num_attention_heads"]
     # mrope splits each head's rotary half-dims between time, height and width.
     half = head_dim // 2
     mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            **text,
-            vocab_size=len(tok),
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "mrope_section": mrope_section, "rope_theta": 1e6},
-            bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
-            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-            pad_token_id=tok.pad_token_id,
-        ),
-        vision_config=dict(**TINY_VISION, out_hidden_size=text["hidden_size"]),
-        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
-        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
-        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
-        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"),
-        tie_word_embeddings=tie_word_embeddings,
+    text_config = dict(
+        **text,
+        vocab_size=len(tok),
+        max_position_embeddings=4096,
+        bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tok.pad_token_id,
     )
+    vision = dict(**TINY_VISION, out_hidden_size=text["hidden_size"])
+    if family == "qwen2.5-vl":
+        config_cls, model_cls = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+        text_config["rope_parameters"] = {"rope_type": "default", "mrope_section": mrope_section, "rope_theta": 1e6}
+    else:
+        # The released configs' shape at tiny size: an explicit head_dim, interleaved mrope, 16-pixel patches,
+        # a learned position table of the vision tower (8 x 8 patches), DeepStack features from a vision layer.
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=text["hidden_size"],
+                      patch_size=16, num_position_embeddings=64)  # fmt: skip
+        rope = {"rope_type": "default", "mrope_section": mrope_section, "mrope_interleaved": True}
+        text_config["head_dim"] = head_dim
+        if family == "qwen3-vl":
+            config_cls, model_cls = transformers.Qwen3VLConfig, transformers.Qwen3VLForConditionalGeneration
+            vision["deepstack_visual_indexes"] = [0]
+            text_config["rope_parameters"] = {**rope, "rope_theta": 5e6}
+        else:
+            config_cls, model_cls = transformers.Qwen3_5Config, transformers.Qwen3_5ForConditionalGeneration
+            # Qwen3.5 rotates part of each head (a quarter of 256 dims; half of the tiny head's 16, so that time,
+            # height and width each keep a section); its layers go 3 linear-attention : 1 full.
+            rotary_half = head_dim // 4
+            rope["mrope_section"] = [rotary_half - 2 * (rotary_half // 3), rotary_half // 3, rotary_half // 3]
+            text_config["rope_parameters"] = {**rope, "rope_theta": 1e7, "partial_rotary_factor": 0.5}
+            text_config.update(linear_key_head_dim=head_dim, linear_value_head_dim=head_dim, linear_num_key_heads=2,
+                               linear_num_value_heads=4,
+                               full_attention_interval=min(4, text["num_hidden_layers"]))  # fmt: skip
+    config = config_cls(text_config=text_config, vision_config=vision, tie_word_embeddings=tie_word_embeddings,
+                        **_special_token_ids(tok))  # fmt: skip
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    model = model_cls(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     return model
 
 
-def make_tiny_model(output_dir: str | Path, seed: int = 0, tie_word_embeddings: bool = True, **text_overrides) -> Path:
-    """Build and save a tiny Qwen2.5-VL (model, tokenizer, processor) so `from_pretrained(output_dir)` loads it.
+def make_tiny_model(output_dir: str | Path, seed: int = 0, tie_word_embeddings: bool = True,
+                    family: str = "qwen2.5-vl", **text_overrides) -> Path:  # fmt: skip
+    """Build and save a tiny judge of `family` (model, tokenizer, processor) so `from_pretrained(output_dir)`
+    loads it.
 
     Deterministic for a seed: the same seed writes the same weights. `tie_word_embeddings=False` gives the
     7B's layout (a separate `lm_head`); the default ties them, as the 3B does.
     """
     output_dir = Path(output_dir)
-    processor = build_tiny_processor()
-    model = build_tiny_model(processor, seed=seed, tie_word_embeddings=tie_word_embeddings, **text_overrides)
+    processor = build_tiny_processor(family=family)
+    model = build_tiny_model(processor, seed=seed, tie_word_embeddings=tie_word_embeddings, family=family,
+                             **text_overrides)  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    (output_dir / "tiny_model.json").write_text(json.dumps({"seed": seed, **TINY_TEXT, **text_overrides}))
+    (output_dir / "tiny_model.json").write_text(json.dumps({"seed": seed, "family": family, **TINY_TEXT,
+                                                            **text_overrides}))  # fmt: skip
     return output_dir

@@ -27,7 +27,7 @@ from trl import GRPOTrainer
 
 from . import algorithms, position_balance, vision_tokens
 from .checkpoints import RestoresFullCheckpoints
-from .prompts import parse_verdict
+from .prompts import generation_opening, parse_verdict, with_opening
 from .rewards.functions import parse_label
 from .video import GRPOVideoInputs
 from .config import StableReinforceConfig
@@ -124,6 +124,7 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
         super().__init__(model, reward_funcs, args, *pos, **kwargs)
         self.add_callback(_SkippedStepHoldsTheSchedule(self))
         self._suppress_vision_placeholders()
+        self._generation_opening = generation_opening(self.processing_class)
         if self.is_deepspeed_enabled:
             logger.warning(
                 "Under DeepSpeed the engine takes the optimizer step inside backward, so StableReinforce cannot skip a "
@@ -188,6 +189,9 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
 
     # ----------------------------------------------------------------------------------------- advantages
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Rewards read the whole answer: with what the chat template's generation prompt already wrote of it
+        # (Qwen3.5's thinking template opens `<think>` there), as TRL's reward functions cannot know.
+        completions = [with_opening(c, self._generation_opening) for c in completions]
         # TRL returns rewards gathered over all processes: keep them for the global advantage pass.
         self._gathered_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._log_positions(inputs, completions)

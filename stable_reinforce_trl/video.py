@@ -23,6 +23,8 @@ import logging
 
 import torch
 
+from .cli import UserError
+
 logger = logging.getLogger(__name__)
 
 PRESENTATION_FIELD = "frames_as_images"
@@ -158,6 +160,15 @@ class GRPOVideoInputs:
                 "The dataset holds videos, and TRL's vLLM generation carries images only. Send the frames as images "
                 "(frames_as_images: true in the recipe, or `--frames-as-images` for convert/select-hard), or "
                 "generate with transformers (use_vllm: false)."
+            )
+        model_type = getattr(getattr(self.model, "config", None), "model_type", "qwen2_5_vl")
+        if dataset is not None and "videos" in getattr(dataset, "column_names", ()) and model_type != "qwen2_5_vl":
+            # Qwen3-VL and Qwen3.5 write each frame's timestamp into the prompt from the video's metadata (fps),
+            # and take no `second_per_grid_ts`: this module builds Qwen2.5-VL's video inputs only.
+            raise UserError(
+                f"The dataset holds videos, which this trainer feeds natively to Qwen2.5-VL only; the model is "
+                f"{model_type}. Send the frames as images (frames_as_images: true in the recipe, or "
+                "`--frames-as-images` for convert/select-hard)."
             )
 
     def _video_tensors(self, videos: list[list[list]]) -> dict[str, list]:

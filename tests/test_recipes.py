@@ -423,6 +423,28 @@ def test_qwen_7b_recipes_hold_the_paper_setup(recipe_modules, monkeypatch):
     assert script.dataset_name and script.dataset_train_split == "train"
 
 
+@pytest.mark.parametrize("folder, model, format_mode", [("qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct", "strict"),
+                                                        ("qwen3.5-9b", "Qwen/Qwen3.5-9B", "lenient")])  # fmt: skip
+def test_qwen3_family_recipes_are_the_7b_setup_on_their_base_model(folder, model, format_mode, recipe_modules,
+                                                                   monkeypatch):  # fmt: skip
+    """Every training field of the Qwen3-VL and Qwen3.5 recipes is the paper's 7B recipe's, but the model, the
+    referee, the names of the run and (Qwen3.5: a blank line between its blocks) the format check."""
+    sft_cold_start, stable_reinforce, _ = recipe_modules
+    monkeypatch.setenv("WANDB_PROJECT", "unset")
+    _, sft, sft_model = parse(sft_cold_start, RECIPES / folder / "sft.yaml")
+    _, sft7, _ = parse(sft_cold_start, RECIPES / "qwen2.5-vl-7b" / "sft.yaml")
+    assert sft_model.model_name_or_path == model and sft.output_dir == f"outputs/{folder}-sft"
+    _, rl, rl_model = parse(stable_reinforce, RECIPES / folder / "stable_reinforce.yaml")
+    _, rl7, _ = parse(stable_reinforce, RECIPES / "qwen2.5-vl-7b" / "stable_reinforce.yaml")
+    assert rl_model.model_name_or_path == sft.output_dir and rl.referee_model == "Qwen/Qwen3-VL-8B-Instruct"
+    assert rl.format_mode == format_mode
+    named = {"output_dir", "run_name", "logging_dir", "referee_model", "format_mode", "hub_model_id",
+             "distributed_state"}  # fmt: skip
+    for ours, paper in ((sft, sft7), (rl, rl7)):
+        differ = {k for k, v in vars(ours).items() if k not in named and v != vars(paper).get(k)}
+        assert not differ, differ
+
+
 def test_qwen_3b_recipes_fit_one_gpu_with_lora_and_qlora_options(recipe_modules, monkeypatch):
     from trl import get_peft_config, get_quantization_config
 

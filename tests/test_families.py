@@ -1,0 +1,131 @@
+"""Judges on today's base models: the tiny Qwen3-VL and Qwen3.5 beside Qwen2.5-VL, through the paths a user
+takes (make-tiny-model, the drop-in trainer, the SFT recipe, the Judge API)."""
+
+import math
+
+import pytest
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from stable_reinforce_trl import StableReinforceConfig, StableReinforceTrainer
+from stable_reinforce_trl.cli import main as cli
+from stable_reinforce_trl.data.synthetic import synthetic_judge_dataset
+from stable_reinforce_trl.judge import Judge
+from stable_reinforce_trl.prompts import completion_text, generation_opening
+from stable_reinforce_trl.tiny import FAMILIES
+from stable_reinforce_trl.vision_tokens import vision_placeholder_ids
+
+from .test_video_training import FRAMES, mixed_pairs  # noqa: F401  (a fixture)
+
+# family -> (model class, processor class, what its generation prompt writes of the answer)
+EXPECTED = {
+    "qwen2.5-vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor", ""),
+    "qwen3-vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor", ""),
+    "qwen3.5": ("Qwen3_5ForConditionalGeneration", "Qwen3VLProcessor", "<think>\n"),
+}
+NEW_FAMILIES = [f for f in FAMILIES if f != "qwen2.5-vl"]  # the default family's paths have their own tests
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory):
+    """Each family's tiny judge, written by the command a user runs."""
+    dirs = {}
+    for family in FAMILIES:
+        path = tmp_path_factory.mktemp(family)
+        assert cli(["make-tiny-model", str(path), "--family", family]) == 0
+        dirs[family] = str(path)
+    return dirs
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_loads_through_the_auto_classes_with_its_own_template(family, family_dirs):
+    model_cls, processor_cls, opening = EXPECTED[family]
+    model = AutoModelForImageTextToText.from_pretrained(family_dirs[family])
+    processor = AutoProcessor.from_pretrained(family_dirs[family])
+    assert (type(model).__name__, type(processor).__name__) == (model_cls, processor_cls)
+    assert generation_opening(processor) == opening
+    # The four placeholders the trainer keeps out of generation, at the tokenizer's ids.
+    tokens = processor.tokenizer.convert_ids_to_tokens(vision_placeholder_ids(model.config))
+    assert sorted(tokens) == sorted(["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"])
+    # A real image goes through the real processor and the forward.
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which colour?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[Image.new("RGB", (56, 56), "red")], return_tensors="pt")
+    assert math.isfinite(model(**inputs).logits.float().sum().item())
+
+
+class RecordingReward:
+    __name__ = "recording_reward"
+
+    def __init__(self):
+        self.completions = []
+
+    def __call__(self, prompts, completions, **columns):
+        self.completions += [completion_text(c) for c in completions]
+        return [float(len(completion_text(c)) % 3) for c in completions]
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_drop_in_trainer_trains_each_family_and_rewards_read_the_whole_answer(family, family_dirs, tmp_path):
+    reward = RecordingReward()
+    args = StableReinforceConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=4, max_completion_length=12,
+        max_steps=2, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, bf16=False, seed=0,
+        log_completions=False, learning_rate=1e-3,
+    )  # fmt: skip
+    trainer = StableReinforceTrainer(family_dirs[family], reward, args=args, train_dataset=synthetic_judge_dataset(8))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    assert len(logs) == 2 and all(math.isfinite(e["loss"]) for e in logs)
+    assert any(not p.equal(before[n]) for n, p in trainer.model.named_parameters())
+    assert len(reward.completions) == 16  # a generation per step, each 2 prompts (one pair, both orders) x 4
+    opening = EXPECTED[family][2]
+    assert all(c.startswith(opening) for c in reward.completions)
+    if opening:  # the rewards see the opening; the policy never wrote it
+        assert not any(c[len(opening) :].startswith(opening) for c in reward.completions)
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_sft_recipe_trains_each_family(family, family_dirs, tmp_path, capsys):
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu" / "sft.yaml"
+    out = tmp_path / "sft"
+    assert cli(["sft", "--config", str(recipe), "--model_name_or_path", family_dirs[family], "--output_dir", str(out),
+                "--max_steps", "2", "--save_strategy", "no", "--report_to", "none"]) == 0  # fmt: skip
+    assert type(AutoModelForImageTextToText.from_pretrained(out)).__name__ == EXPECTED[family][0]
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_judge_api_reads_each_familys_answer(family, family_dirs):
+    # What a trained judge writes after the generation prompt: for Qwen3.5 its think block is already open.
+    written = "Red is right.</think><answer>1</answer>"
+    if not EXPECTED[family][2]:
+        written = "<think>" + written
+    judge = Judge.from_pretrained(family_dirs[family], backend="transformers", force_output=written, max_new_tokens=24,
+                                  device="cpu")  # fmt: skip
+    result = judge.compare("Which colour?", "Red.", "Blue.", images=[Image.new("RGB", (56, 56), "red")])
+    assert result.verdicts == [1, 2] and result.invalid == 0  # "1" in the swapped order names Response 2
+    assert all(r == "Red is right." for r in result.reasoning)
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_video_rows_train_as_frames_and_native_video_is_refused(
+    family, family_dirs, mixed_pairs, tmp_path  # noqa: F811  (the fixture imported above)
+):
+    from stable_reinforce_trl.cli import UserError
+    from stable_reinforce_trl.data.loaders import load_judge_dataset
+
+    args = StableReinforceConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=2, max_completion_length=8,
+        max_steps=1, report_to="none", save_strategy="no", use_cpu=True, bf16=False, seed=0, log_completions=False,
+    )  # fmt: skip
+    native = load_judge_dataset(mixed_pairs, num_frames=FRAMES)
+    with pytest.raises(UserError, match="frames_as_images: true"):
+        StableReinforceTrainer(family_dirs[family], RecordingReward(), args=args, train_dataset=native)
+    frames = load_judge_dataset(mixed_pairs, num_frames=FRAMES, frames_as_images=True)
+    reward = RecordingReward()
+    trainer = StableReinforceTrainer(family_dirs[family], reward, args=args, train_dataset=frames)
+    trainer.train()
+    assert trainer.state.global_step == 1 and len(reward.completions) == 8
