@@ -25,6 +25,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .tiny import FAMILIES, FORMAT_MODES
+
 console = Console()
 
 
@@ -112,6 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="toy sizes that check every stage runs (about 30 s); too small to learn, so expect 0%% "
                              "accuracy throughout")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", default="qwen2.5-vl", choices=FAMILIES,
+                        help="the tiny judge's architecture, processor and chat template (see make-tiny-model)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a DemoPlan field, e.g. --set rl_steps=200 --set sft_pairs=3840 (repeatable)")
     parser.add_argument("--rl-set", dest="rl_config", action="append", default=[], metavar="FIELD=VALUE",
@@ -403,9 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "training_log.jsonl").unlink(missing_ok=True)
     console.print(f"TRL's per-step logs: {out / 'training_log.jsonl'}")
 
-    console.print("[1/6] building the tiny Qwen2.5-VL (random init, local tokenizer, real processor)")
-    base = make_tiny_model(out / "tiny-model", seed=args.seed, hidden_size=plan.hidden_size,
+    console.print(f"[1/6] building the tiny {args.family} judge (random init, local tokenizer, real processor)")
+    base = make_tiny_model(out / "tiny-model", seed=args.seed, hidden_size=plan.hidden_size, family=args.family,
                            num_hidden_layers=plan.num_hidden_layers, intermediate_size=2 * plan.hidden_size)  # fmt: skip
+    if FORMAT_MODES[args.family] != "strict":  # the config's default
+        rl_config.setdefault("format_mode", FORMAT_MODES[args.family])
     eval_pairs = make_synthetic_pairs(plan.eval_pairs, seed=args.seed + 1000, difficulty=plan.difficulty)
     evaluation, stage_s = {}, {}
     clock = time.perf_counter()
@@ -433,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     timed("eval_rl")
 
     report = {
+        "family": args.family,
         "plan": asdict(plan),
         "rl_config": rl_config,
         "quick": args.quick,

@@ -19,8 +19,6 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import torch
-
 # Qwen2.5's special tokens, in Qwen's order, so ids and roles match the real tokenizer's layout.
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -43,6 +41,10 @@ CHAT_TEMPLATES = {
     "qwen3-vl": "qwen3_vl.jinja",
     "qwen3.5": "qwen3_5_think.jinja",  # Qwen3.5-4B and larger: the generation prompt opens `<think>`
 }
+
+# The format check each family's judgements pass: Qwen3.5's template writes a blank line between `</think>` and
+# `<answer>`, which the reference's strict pattern refuses (its recipe sets `format_mode: lenient` too).
+FORMAT_MODES = {"qwen2.5-vl": "strict", "qwen3-vl": "strict", "qwen3.5": "lenient"}
 
 TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 TINY_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1], window_size=56)
@@ -174,6 +176,8 @@ def build_tiny_model(processor, seed: int = 0, tie_word_embeddings: bool = True,
                                full_attention_interval=min(4, text["num_hidden_layers"]))  # fmt: skip
     config = config_cls(text_config=text_config, vision_config=vision, tie_word_embeddings=tie_word_embeddings,
                         **_special_token_ids(tok))  # fmt: skip
+    import torch
+
     torch.manual_seed(seed)
     model = model_cls(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
