@@ -1,4 +1,4 @@
-"""Memory per GPU for each Qwen2.5-VL recipe in recipes/, before anyone launches it.
+"""Memory per GPU for each Qwen recipe in recipes/ (Qwen2.5-VL, Qwen3-VL, Qwen3.5), before anyone launches it.
 
 Parameter counts come from meta-device models of the configs in `benchmarks/model_configs/` (no
 weights, no download). Model states under ZeRO come from DeepSpeed's own estimators; LoRA and QLoRA
@@ -54,16 +54,27 @@ ASSUMPTIONS = [
 ]
 
 
+# recipe folder -> its model's config in model_configs/ (the released checkpoints' config.json; Qwen3-VL-8B-Instruct's
+# and Qwen3.5-9B's written from their published values, in transformers 5's field names)
+MODELS = {
+    "qwen2.5-vl-7b": "qwen2.5-vl-7b-instruct",
+    "qwen2.5-vl-3b": "qwen2.5-vl-3b-instruct",
+    "qwen3-vl-8b": "qwen3-vl-8b-instruct",
+    "qwen3.5-9b": "qwen3.5-9b",
+}
+ZERO3_RECIPES = ("qwen2.5-vl-7b", "qwen3-vl-8b", "qwen3.5-9b")  # full fine-tuning on 8 GPUs (zero3.yaml)
+
+
 def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
 def meta_model(name: str):
-    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     config = AutoConfig.from_pretrained(MODEL_CONFIGS / name)
     with torch.device("meta"):
-        return Qwen2_5_VLForConditionalGeneration(config), config
+        return AutoModelForImageTextToText.from_config(config), config
 
 
 def largest_layer_params(model) -> int:
@@ -93,6 +104,11 @@ def four_bit_params(model) -> int:
     )  # fmt: skip
 
 
+def attention_layers(text) -> int:
+    types = getattr(text, "layer_types", None)
+    return sum(t == "full_attention" for t in types) if types else text.num_hidden_layers
+
+
 def model_entry(name: str) -> dict:
     model, config = meta_model(name)
     text, vision = config.text_config, config.vision_config
@@ -106,8 +122,10 @@ def model_entry(name: str) -> dict:
         "hidden_size": text.hidden_size,
         "intermediate_size": text.intermediate_size,
         "vocab_size": text.vocab_size,
-        "kv_bytes_per_token": 2 * text.num_hidden_layers * text.num_key_value_heads
-        * (text.hidden_size // text.num_attention_heads) * 2,
+        # K and V in bf16, for the layers that keep a cache per token: all of them, or Qwen3.5's full-attention
+        # ones (its linear-attention layers keep a fixed-size state instead).
+        "kv_bytes_per_token": 2 * attention_layers(text) * text.num_key_value_heads
+        * (getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads) * 2,
         "vision_layer_bytes_per_patch": vision.depth * vision.hidden_size * 2,
     }
 
@@ -165,26 +183,28 @@ def main(argv: list[str] | None = None) -> dict:
         print(message, file=sys.stderr)
         raise SystemExit(2)
     gpu, seq = args.gpu_memory_gb, args.seq_len
-    models = {name: model_entry(f"{name}-instruct") for name in ("qwen2.5-vl-7b", "qwen2.5-vl-3b")}
+    models = {name: model_entry(config) for name, config in MODELS.items()}
     zero3_gpus = load_yaml(RECIPES / "accelerate_configs" / "zero3.yaml")["num_processes"]
     plan = []
+    for name in ZERO3_RECIPES:
+        m = models[name]
+        _, zero3_bytes, _ = estimate_zero3_model_states_mem_needs(
+            m["params"], m["largest_layer_params"], num_gpus_per_node=zero3_gpus, num_nodes=1,
+            cpu_offload=False, cpu_offload_params=False, zero_init=True,
+        )  # fmt: skip
+        for path in sorted((RECIPES / name).glob("*.yaml")):
+            recipe = load_yaml(path)
+            share = recipe.get("vllm_gpu_memory_utilization", 0.0) if recipe.get("use_vllm") else 0.0
+            # beta > 0 with full fine-tuning: TRL adds a frozen bf16 reference model, ZeRO-3-sharded like the policy.
+            reference = 2 * m["params"] / zero3_gpus if recipe.get("beta", 0.0) > 0 else 0.0
+            extra = {"reference_model_gb": round(reference / GB, 2), **(vllm_room(m, share * gpu) if share else {})}
+            plan.append(plan_entry(
+                m, recipe=f"{name}/{path.name}", method="full, ZeRO-3", gpus=zero3_gpus,
+                micro_batch=recipe["per_device_train_batch_size"], seq_len=seq, gpu_gb=gpu,
+                states_bytes=zero3_bytes + reference, vllm_share=share,
+                vllm_sleeps=bool(recipe.get("vllm_enable_sleep_mode")), extra=extra,
+            ))  # fmt: skip
     m7 = models["qwen2.5-vl-7b"]
-    _, zero3_bytes, _ = estimate_zero3_model_states_mem_needs(
-        m7["params"], m7["largest_layer_params"], num_gpus_per_node=zero3_gpus, num_nodes=1,
-        cpu_offload=False, cpu_offload_params=False, zero_init=True,
-    )  # fmt: skip
-    for path in sorted((RECIPES / "qwen2.5-vl-7b").glob("*.yaml")):
-        recipe = load_yaml(path)
-        share = recipe.get("vllm_gpu_memory_utilization", 0.0) if recipe.get("use_vllm") else 0.0
-        # beta > 0 with full fine-tuning: TRL adds a frozen bf16 reference model, ZeRO-3-sharded like the policy.
-        reference = 2 * m7["params"] / zero3_gpus if recipe.get("beta", 0.0) > 0 else 0.0
-        extra = {"reference_model_gb": round(reference / GB, 2), **(vllm_room(m7, share * gpu) if share else {})}
-        plan.append(plan_entry(
-            m7, recipe=f"qwen2.5-vl-7b/{path.name}", method="full, ZeRO-3", gpus=zero3_gpus,
-            micro_batch=recipe["per_device_train_batch_size"], seq_len=seq, gpu_gb=gpu,
-            states_bytes=zero3_bytes + reference, vllm_share=share,
-            vllm_sleeps=bool(recipe.get("vllm_enable_sleep_mode")), extra=extra,
-        ))  # fmt: skip
     m3 = models["qwen2.5-vl-3b"]
     for kind in ("sft", "stable_reinforce"):
         recipe = load_yaml(RECIPES / "qwen2.5-vl-3b" / f"{kind}.yaml")
