@@ -9,7 +9,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from stable_reinforce_trl import StableReinforceConfig, StableReinforceTrainer
 from stable_reinforce_trl.cli import main as cli
-from stable_reinforce_trl.data.synthetic import synthetic_judge_dataset
+from stable_reinforce_trl.data.synthetic import make_synthetic_pairs, synthetic_judge_dataset
 from stable_reinforce_trl.judge import Judge
 from stable_reinforce_trl.prompts import completion_text, generation_opening
 from stable_reinforce_trl.tiny import FAMILIES
@@ -129,3 +129,33 @@ def test_video_rows_train_as_frames_and_native_video_is_refused(
     trainer = StableReinforceTrainer(family_dirs[family], reward, args=args, train_dataset=frames)
     trainer.train()
     assert trainer.state.global_step == 1 and len(reward.completions) == 8
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_eval_cli_scores_each_family(family, family_dirs, tmp_path):
+    """`stable-reinforce eval` on a pairs file: a judge that always names Response 1 is right in one order only."""
+    import json
+
+    from stable_reinforce_trl.data.records import pair_to_record
+
+    records = [pair_to_record(p, tmp_path / "media") for p in make_synthetic_pairs(4, seed=5)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    written = "ok</think><answer>1</answer>" if EXPECTED[family][2] else "<think>ok</think><answer>1</answer>"
+    output = tmp_path / "report.json"
+    assert cli(["eval", "--benchmark", "pairs", "--data", str(tmp_path / "pairs.jsonl"), "--model", family_dirs[family],
+                "--max-new-tokens", "12", "--force-output", written, "--output", str(output), "--no-progress"]) == 0
+    report = json.loads(output.read_text())
+    assert report["p_verdict_1"] == 1.0 and report["parse_failure_rate"] == 0.0 and report["overall"] == 0.0
+    assert report["accuracy_by_order"]["chosen_first"] == {"n": 4, "accuracy": 1.0}
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_rl_recipe_under_accelerate_launch_on_each_family(family, family_dirs, tmp_path):
+    """The tiny RL recipe, as `accelerate launch` runs it on 2 processes, from each family's tiny judge."""
+    from .test_recipes import launch, ok, rl_args, step_logs
+
+    out = tmp_path / "rl"
+    ok(launch(2, "stable_reinforce.py", *rl_args(family_dirs[family], out), "--max_steps", "2", "--save_steps", "2"))
+    logs = step_logs(out)
+    assert [e["step"] for e in logs] == [1, 2] and all(math.isfinite(e["loss"]) for e in logs)
+    assert type(AutoModelForImageTextToText.from_pretrained(out)).__name__ == EXPECTED[family][0]
