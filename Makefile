@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/stable-reinforce demo $(DEMO_ARGS)
 
+# Two pytest-xdist workers, one per core of the CI machine. Each file runs whole on one worker (--dist loadfile), so
+# a module's costly fixtures (test_recipes.py's documented CPU run: ~2 min of training) are built once.
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
