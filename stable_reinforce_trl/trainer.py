@@ -25,7 +25,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from . import algorithms, position_balance, vision_tokens
+from . import algorithms, position_balance, verdict_stats, vision_tokens
 from .checkpoints import RestoresFullCheckpoints
 from .prompts import generation_opening, parse_verdict, with_opening
 from .rewards.functions import parse_label
@@ -111,6 +111,7 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
             reward_funcs = [build_r1_reward(args)]
         self._pre_clip_state: _PreClipState | None = None
         self._gathered_rewards: torch.Tensor | None = None
+        self._verdicts: torch.Tensor | None = None  # (2, local rollouts): parsed verdict (0: none) and label
         self._nonfinite_forwards = 0  # global count of non-finite policy log-probs in this accumulation window
         self._nonfinite_steps_skipped = 0
         self._step_skipped = False
@@ -194,23 +195,24 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
         completions = [with_opening(c, self._generation_opening) for c in completions]
         # TRL returns rewards gathered over all processes: keep them for the global advantage pass.
         self._gathered_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._log_positions(inputs, completions)
+        column = self.args.label_column
+        self._verdicts = None  # judge rows only: what `_log_verdicts` reads once the advantages are known
+        if inputs and column in inputs[0]:
+            device = self.accelerator.device
+            verdicts = [v if v in (1, 2) else 0 for v in map(parse_verdict, completions)]
+            labels = [parse_label(row[column]) for row in inputs]
+            self._verdicts = torch.tensor([verdicts, labels], device=device)
         return self._gathered_rewards
 
-    def _log_positions(self, inputs: list[dict], completions: list) -> None:
-        """Over the global rollout batch: the share of parseable verdicts naming Response 1 and the share of
-        labels "1". Apart, they show a judge drifting to a position; 0.5 and 0.5 is the balanced batch."""
-        column = self.args.label_column
-        if not inputs or column not in inputs[0]:
+    def _log_verdicts(self, advantages: torch.Tensor, group_size: int, mode: str) -> None:
+        """`verdict_stats` over the global rollout batch: positions, verdicts by label, their advantages."""
+        if self._verdicts is None:
             return
-        verdicts = [parse_verdict(c) for c in completions]
-        labels = [parse_label(row[column]) for row in inputs]
-        counts = [sum(v in (1, 2) for v in verdicts), verdicts.count(1), len(labels), labels.count(1)]
-        counts = self.accelerator.reduce(torch.tensor(counts, dtype=torch.float32, device=self.accelerator.device), "sum")
-        metrics = self._metrics["train" if self.model.training else "eval"]
-        if counts[0] > 0:
-            metrics[METRIC_PREFIX + "p_verdict_1"].append((counts[1] / counts[0]).item())
-        metrics[METRIC_PREFIX + "p_label_1"].append((counts[3] / counts[2].clamp(min=1)).item())
+        verdicts, labels = self.accelerator.gather(self._verdicts.T).T
+        stats = verdict_stats.verdict_stats(verdicts, labels, advantages, group_size)
+        for name, value in stats.items():
+            if not math.isnan(value):
+                self._metrics[mode][METRIC_PREFIX + name].append(value)
 
     def _generate_and_score_completions(self, inputs):
         inputs = position_balance.unmark(inputs, self.args.label_column)
@@ -240,6 +242,7 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
             logged.pop()
         logged.extend(shown.tolist())
 
+        self._log_verdicts(shown, group_size, mode)
         metrics = self._metrics[mode]
         counted = torch.ones_like(filtered) if weights is None else weights > 0
         filtered_frac = (filtered & counted).sum() / counted.sum().clamp(min=1)

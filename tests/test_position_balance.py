@@ -131,6 +131,8 @@ def test_trainer_rollouts_hold_both_orders_and_log_their_positions(kind, tiny_mo
     logs = [e for e in trainer.state.log_history if "stable_reinforce/p_label_1" in e]
     assert len(logs) == 2 and all(e["stable_reinforce/p_label_1"] == 0.5 for e in logs)
     assert all(0.0 <= e.get("stable_reinforce/p_verdict_1", 0.5) <= 1.0 for e in logs)
+    # The verdict diagnostics ride along: every rollout group is judged (groups_sampling_right is always defined).
+    assert all(0.0 <= e["stable_reinforce/groups_sampling_right"] <= 1.0 for e in logs)
 
 
 def test_unbalanced_run_keeps_the_datasets_order(tiny_model_dir, tmp_path):
