@@ -1,6 +1,6 @@
 """Why some demo seeds never learn: the RL rollouts' verdicts, step by step, on seeds that lock and one that learns.
 
-    python -m benchmarks.verdict_lockin [--seeds 0,5,8] [--jobs 2] [-- demo flags...]
+    python -m benchmarks.verdict_lockin [--seeds 0,5,8] [--jobs 2] [--name N] [-- demo flags...]
 
 Runs the default demo for each seed (as `benchmarks.demo_seeds` does, into `outputs/verdict_lockin/seed-S`; a
 seed already run with the same flags is read, not rerun) and reads the RL stage's per-generation verdict
@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,5,8", help="e.g. 0,5,8 or 0-9")
     parser.add_argument("--jobs", type=int, default=2, help="demos at once (each uses one CPU thread)")
-    parser.add_argument("--output-dir", default="outputs/verdict_lockin")
+    parser.add_argument("--output-dir", default=None, help="default: outputs/<name>")
+    parser.add_argument("--name", default="verdict_lockin", help="result name (benchmarks/results/<name>.json)")
     parser.add_argument("demo_args", nargs="*", help="more `stable-reinforce demo` flags (after --)")
     args = parser.parse_args(argv)
-    root = Path(args.output_dir)
+    root = Path(args.output_dir or f"outputs/{args.name}")
 
     def one(seed: int) -> dict:
         record = run_seed(seed, root / f"seed-{seed}", args.demo_args)
@@ -87,9 +88,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(one, parse_seeds(args.seeds)))
-    result = {"benchmark": "verdict_lockin", "demo_args": args.demo_args, "runs": runs}
-    path = write_result("verdict_lockin", result)
-    plot(runs, RESULTS / "verdict_lockin.png")
+    result = {"demo_args": args.demo_args, "runs": runs}
+    path = write_result(args.name, result)
+    plot(runs, RESULTS / f"{args.name}.png")
     for run in runs:
         w = run["windows"]
         print(f"seed {run['seed']}: RL {run['rl']['greedy']:.0f}% | P(1|label 1) {w['p_verdict_1_label_1']} | "
