@@ -10,7 +10,8 @@ checkpoints' chat template (as TRL stores it), processor classes and special tok
 - `qwen3.5`: Qwen3.5, natively multimodal, its text layers mostly linear attention (Gated DeltaNet),
   with the thinking chat template of Qwen3.5-4B and larger (the generation prompt opens `<think>`).
 
-Everything family-specific in the package lives here.
+What the package knows of each family lives here; elsewhere it reads the model's own config and chat template
+(`prompts.generation_opening`), and `video.py` feeds native video to Qwen2.5-VL only.
 """
 
 from __future__ import annotations
