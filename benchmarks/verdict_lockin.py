@@ -1,6 +1,7 @@
 """Why some demo seeds never learn: the RL rollouts' verdicts, step by step, on seeds that lock and one that learns.
 
     python -m benchmarks.verdict_lockin [--seeds 0,5,8] [--jobs 2] [--name N] [-- demo flags...]
+    python -m benchmarks.verdict_lockin --table [--name N]   # docs/demo.md's table
 
 Runs the default demo for each seed (as `benchmarks.demo_seeds` does, into `outputs/verdict_lockin/seed-S`; a
 seed already run with the same flags is read, not rerun) and reads the RL stage's per-generation verdict
@@ -71,14 +72,35 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def table(name: str = "verdict_lockin") -> str:
+    """docs/demo.md's table, from the committed JSON: per seed, first -> last fifth of RL."""
+    runs = json.loads((RESULTS / f"{name}.json").read_text())["runs"]
+
+    def span(run, key, digits=2):
+        w = run["windows"][key]
+        return "n/a" if w["first"] is None else f"{w['first']:.{digits}f} -> {w['last']:.{digits}f}"
+
+    lines = ["| seed | RL greedy | P(1 given label 1) | P(1 given label 2) | right sampled on wrong prompts | consistency "
+             "| mean length | result |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for run in runs:
+        lines.append(f"| {run['seed']} | {run['rl']['greedy']:.0f}% | {span(run, 'p_verdict_1_label_1')} | "
+                     f"{span(run, 'p_verdict_1_label_2')} | {span(run, 'wrong_groups_sampling_right')} | "
+                     f"{span(run, 'consistency')} | {span(run, 'mean_length', 1)} | {span(run, 'result_reward')} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,5,8", help="e.g. 0,5,8 or 0-9")
     parser.add_argument("--jobs", type=int, default=2, help="demos at once (each uses one CPU thread)")
     parser.add_argument("--output-dir", default=None, help="default: outputs/<name>")
     parser.add_argument("--name", default="verdict_lockin", help="result name (benchmarks/results/<name>.json)")
+    parser.add_argument("--table", action="store_true", help="print docs/demo.md's table from the committed JSON")
     parser.add_argument("demo_args", nargs="*", help="more `stable-reinforce demo` flags (after --)")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(args.name))
+        return {}
     root = Path(args.output_dir or f"outputs/{args.name}")
 
     def one(seed: int) -> dict:

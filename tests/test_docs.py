@@ -178,3 +178,11 @@ def test_demo_seed_tables_are_the_committed_benchmarks():
     demo = (ROOT / "docs" / "demo.md").read_text()
     assert seed_table().strip() in demo and summary_table().strip() in demo
     assert not re.search(r"\bDEMO_SEEDS_\w+", (ROOT / "README.md").read_text() + demo)
+
+
+def test_verdict_lockin_tables_are_the_committed_benchmarks():
+    from benchmarks.verdict_lockin import table
+
+    demo = (ROOT / "docs" / "demo.md").read_text()
+    for name in ("verdict_lockin", "verdict_lockin_no_consistency"):
+        assert table(name) in demo, name
