@@ -155,14 +155,16 @@ class GRPOVideoInputs:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         dataset = self.train_dataset
-        if self.use_vllm and dataset is not None and "videos" in getattr(dataset, "column_names", ()):
+        if dataset is None or "videos" not in (getattr(dataset, "column_names", None) or ()):
+            return
+        if self.use_vllm:
             raise ValueError(
                 "The dataset holds videos, and TRL's vLLM generation carries images only. Send the frames as images "
                 "(frames_as_images: true in the recipe, or `--frames-as-images` for convert/select-hard), or "
                 "generate with transformers (use_vllm: false)."
             )
         model_type = getattr(getattr(self.model, "config", None), "model_type", "qwen2_5_vl")
-        if dataset is not None and "videos" in getattr(dataset, "column_names", ()) and model_type != "qwen2_5_vl":
+        if model_type != "qwen2_5_vl":
             # Qwen3-VL and Qwen3.5 write each frame's timestamp into the prompt from the video's metadata (fps),
             # and take no `second_per_grid_ts`: this module builds Qwen2.5-VL's video inputs only.
             raise UserError(

@@ -1,7 +1,9 @@
 """Judges on today's base models: the tiny Qwen3-VL and Qwen3.5 beside Qwen2.5-VL, through the paths a user
 takes (make-tiny-model, the drop-in trainer, the SFT recipe, the Judge API)."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -54,6 +56,13 @@ def test_each_family_loads_through_the_auto_classes_with_its_own_template(family
     assert math.isfinite(model(**inputs).logits.float().sum().item())
 
 
+def written_after_the_prompt(family: str, reasoning: str) -> str:
+    """What a trained judge of `family` writes after the generation prompt: for Qwen3.5 its think block is
+    already open there."""
+    answer = f"{reasoning}</think><answer>1</answer>"
+    return answer if EXPECTED[family][2] else "<think>" + answer
+
+
 class RecordingReward:
     __name__ = "recording_reward"
 
@@ -88,8 +97,6 @@ def test_drop_in_trainer_trains_each_family_and_rewards_read_the_whole_answer(fa
 
 @pytest.mark.parametrize("family", NEW_FAMILIES)
 def test_sft_recipe_trains_each_family(family, family_dirs, tmp_path, capsys):
-    from pathlib import Path
-
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu" / "sft.yaml"
     out = tmp_path / "sft"
     assert cli(["sft", "--config", str(recipe), "--model_name_or_path", family_dirs[family], "--output_dir", str(out),
@@ -99,10 +106,7 @@ def test_sft_recipe_trains_each_family(family, family_dirs, tmp_path, capsys):
 
 @pytest.mark.parametrize("family", NEW_FAMILIES)
 def test_judge_api_reads_each_familys_answer(family, family_dirs):
-    # What a trained judge writes after the generation prompt: for Qwen3.5 its think block is already open.
-    written = "Red is right.</think><answer>1</answer>"
-    if not EXPECTED[family][2]:
-        written = "<think>" + written
+    written = written_after_the_prompt(family, "Red is right.")
     judge = Judge.from_pretrained(family_dirs[family], backend="transformers", force_output=written, max_new_tokens=24,
                                   device="cpu")  # fmt: skip
     result = judge.compare("Which colour?", "Red.", "Blue.", images=[Image.new("RGB", (56, 56), "red")])
@@ -134,13 +138,11 @@ def test_video_rows_train_as_frames_and_native_video_is_refused(
 @pytest.mark.parametrize("family", NEW_FAMILIES)
 def test_eval_cli_scores_each_family(family, family_dirs, tmp_path):
     """`stable-reinforce eval` on a pairs file: a judge that always names Response 1 is right in one order only."""
-    import json
-
     from stable_reinforce_trl.data.records import pair_to_record
 
     records = [pair_to_record(p, tmp_path / "media") for p in make_synthetic_pairs(4, seed=5)]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    written = "ok</think><answer>1</answer>" if EXPECTED[family][2] else "<think>ok</think><answer>1</answer>"
+    written = written_after_the_prompt(family, "ok")
     output = tmp_path / "report.json"
     assert cli(["eval", "--benchmark", "pairs", "--data", str(tmp_path / "pairs.jsonl"), "--model", family_dirs[family],
                 "--max-new-tokens", "12", "--force-output", written, "--output", str(output), "--no-progress"]) == 0
