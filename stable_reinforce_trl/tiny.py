@@ -48,6 +48,9 @@ CHAT_TEMPLATES = {
 FORMAT_MODES = {"qwen2.5-vl": "strict", "qwen3-vl": "strict", "qwen3.5": "lenient"}
 
 TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+# Qwen3-VL's and Qwen3.5's tower: 16-pixel patches and a learned position table (8 x 8 patches).
+TINY_VISION_QWEN3 = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                         num_position_embeddings=64)  # fmt: skip
 TINY_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1], window_size=56)
 # Small images keep the tiny model's prompts short: at most 112x112 pixels = 16 image tokens.
 TINY_IMAGE_PIXELS = dict(min_pixels=28 * 28, max_pixels=112 * 112)
@@ -122,6 +125,11 @@ def build_tiny_processor(vocab_size: int = 1024, family: str = "qwen2.5-vl"):
                          chat_template=tokenizer.chat_template)  # fmt: skip
 
 
+def _mrope_section(rotary_half: int) -> list[int]:
+    """mrope splits the rotated half-dims of each head between time, height and width."""
+    return [rotary_half - 2 * (rotary_half // 3), rotary_half // 3, rotary_half // 3]
+
+
 def _special_token_ids(tok) -> dict:
     return dict(
         image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
@@ -133,15 +141,13 @@ def _special_token_ids(tok) -> dict:
 
 def build_tiny_model(processor, seed: int = 0, tie_word_embeddings: bool = True, family: str = "qwen2.5-vl",
                      **text_overrides):  # fmt: skip
+    import torch
     import transformers
 
     _check_family(family)
     tok = processor.tokenizer
     text = {**TINY_TEXT, **text_overrides}
     head_dim = text["hidden_size"] // text["num_attention_heads"]
-    # mrope splits each head's rotary half-dims between time, height and width.
-    half = head_dim // 2
-    mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
     text_config = dict(
         **text,
         vocab_size=len(tok),
@@ -150,35 +156,32 @@ def build_tiny_model(processor, seed: int = 0, tie_word_embeddings: bool = True,
         eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tok.pad_token_id,
     )
-    vision = dict(**TINY_VISION, out_hidden_size=text["hidden_size"])
     if family == "qwen2.5-vl":
         config_cls, model_cls = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
-        text_config["rope_parameters"] = {"rope_type": "default", "mrope_section": mrope_section, "rope_theta": 1e6}
+        vision = dict(**TINY_VISION, out_hidden_size=text["hidden_size"])
+        text_config["rope_parameters"] = {"rope_type": "default", "mrope_section": _mrope_section(head_dim // 2),
+                                          "rope_theta": 1e6}  # fmt: skip
     else:
-        # The released configs' shape at tiny size: an explicit head_dim, interleaved mrope, 16-pixel patches,
-        # a learned position table of the vision tower (8 x 8 patches), DeepStack features from a vision layer.
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=text["hidden_size"],
-                      patch_size=16, num_position_embeddings=64)  # fmt: skip
-        rope = {"rope_type": "default", "mrope_section": mrope_section, "mrope_interleaved": True}
+        # The released configs' shape at tiny size: an explicit head_dim, interleaved mrope, 16-pixel patches.
+        vision = dict(**TINY_VISION_QWEN3, out_hidden_size=text["hidden_size"])
         text_config["head_dim"] = head_dim
         if family == "qwen3-vl":
             config_cls, model_cls = transformers.Qwen3VLConfig, transformers.Qwen3VLForConditionalGeneration
-            vision["deepstack_visual_indexes"] = [0]
-            text_config["rope_parameters"] = {**rope, "rope_theta": 5e6}
+            vision["deepstack_visual_indexes"] = [0]  # DeepStack features from a vision layer
+            text_config["rope_parameters"] = {"rope_type": "default", "mrope_section": _mrope_section(head_dim // 2),
+                                              "mrope_interleaved": True, "rope_theta": 5e6}  # fmt: skip
         else:
             config_cls, model_cls = transformers.Qwen3_5Config, transformers.Qwen3_5ForConditionalGeneration
             # Qwen3.5 rotates part of each head (a quarter of 256 dims; half of the tiny head's 16, so that time,
             # height and width each keep a section); its layers go 3 linear-attention : 1 full.
-            rotary_half = head_dim // 4
-            rope["mrope_section"] = [rotary_half - 2 * (rotary_half // 3), rotary_half // 3, rotary_half // 3]
-            text_config["rope_parameters"] = {**rope, "rope_theta": 1e7, "partial_rotary_factor": 0.5}
+            text_config["rope_parameters"] = {"rope_type": "default", "mrope_section": _mrope_section(head_dim // 4),
+                                              "mrope_interleaved": True, "rope_theta": 1e7,
+                                              "partial_rotary_factor": 0.5}  # fmt: skip
             text_config.update(linear_key_head_dim=head_dim, linear_value_head_dim=head_dim, linear_num_key_heads=2,
                                linear_num_value_heads=4,
                                full_attention_interval=min(4, text["num_hidden_layers"]))  # fmt: skip
     config = config_cls(text_config=text_config, vision_config=vision, tie_word_embeddings=tie_word_embeddings,
                         **_special_token_ids(tok))  # fmt: skip
-    import torch
-
     torch.manual_seed(seed)
     model = model_cls(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
