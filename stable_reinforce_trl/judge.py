@@ -162,6 +162,8 @@ class TransformersBackend:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
+        from .video import frames_kwargs
+
         if not requests:
             return []
         texts = self.processor.apply_chat_template([r.messages() for r in requests], add_generation_prompt=True,
@@ -169,7 +171,7 @@ class TransformersBackend:
         images = [load_image(x) for r in requests for x in r.images]
         videos = [[load_image(f) for f in r.video] for r in requests if r.video is not None]
         inputs = self.processor(text=texts, images=images or None, videos=videos or None, return_tensors="pt",
-                                padding=True, padding_side="left").to(self.model.device)
+                                padding=True, padding_side="left", **frames_kwargs(videos)).to(self.model.device)
         prompt_length = inputs["input_ids"].shape[1]
         eos = self._eos()
         # generate() fills every field left None from the model's generation_config (Qwen ships

@@ -11,7 +11,7 @@ checkpoints' chat template (as TRL stores it), processor classes and special tok
   with the thinking chat template of Qwen3.5-4B and larger (the generation prompt opens `<think>`).
 
 What the package knows of each family lives here; elsewhere it reads the model's own config and chat template
-(`prompts.generation_opening`), and `video.py` feeds native video to Qwen2.5-VL only.
+(`prompts.generation_opening`) and processor (`video.py`'s native video).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Video in training: Qwen2.5-VL's own video input (`pixel_values_videos`, `video_grid_thw`) through TRL's
+"""Video in training: the model's own video input (`pixel_values_videos`, `video_grid_thw`) through TRL's
 trainers, which carry images only (TRL 1.16: GRPO never hands a video to the model, huggingface/trl#4144;
 SFT's vision collator drops the `videos` column and never fills a video placeholder).
 
@@ -15,6 +15,12 @@ a judge is evaluated on the input it was trained on.
   shuffle and split keep lists aligned with rows); every policy/reference forward gets its rows' videos.
 - `SFTVideoInputs`, for `SFTTrainer`: keeps the `videos` column and fills the video placeholders before TRL's
   collator runs.
+
+A video reaches the processor as its frames, already sampled (`data.loaders` takes `num_frames` evenly spaced
+frames of a folder). Every processor call here says so (`frames_kwargs`): frames are never resampled, and they
+are taken as sampled at `FRAME_RATE`, the rate the Qwen-VL processors sample a video file at. That rate sets
+Qwen2.5-VL's `second_per_grid_ts` and the timestamps Qwen3-VL and Qwen3.5 write before each frame; without
+it, transformers assumes 24 fps and warns on every call.
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ import logging
 
 import torch
 
-from .cli import UserError
-
 logger = logging.getLogger(__name__)
 
 PRESENTATION_FIELD = "frames_as_images"
+# What a forward takes of a video; Qwen2.5-VL only has `second_per_grid_ts` (the later families write time as text).
 VIDEO_TENSORS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+FRAME_RATE = 2.0  # frames per second, the Qwen-VL video processors' own sampling rate
 
 
 # ------------------------------------------------------------------------------------------ rows
@@ -61,6 +67,45 @@ def attach_videos(messages: list[dict], videos: list[list]) -> list[dict]:
 
 
 
+def frames_kwargs(videos: list[list]) -> dict:
+    """Processor kwargs for `videos` given as their sampled frames: kept as they are, `FRAME_RATE` apart."""
+    metadata = [{"total_num_frames": len(v), "fps": FRAME_RATE, "frames_indices": list(range(len(v)))} for v in videos]
+    return {"video_metadata": metadata, "do_sample_frames": False} if videos else {}
+
+
+def _conversation_videos(conversation) -> list | None:
+    """The videos a conversation (or a batch of them) carries, in order; None when one is not a list of frames
+    (a file or a URL, whose own metadata the processor reads)."""
+    batch = [conversation] if conversation and isinstance(conversation[0], dict) else conversation
+    videos = [
+        part.get("video") for messages in batch for message in messages if isinstance(message.get("content"), list)
+        for part in message["content"] if part.get("type") == "video"
+    ]  # fmt: skip
+    return videos if all(isinstance(v, (list, tuple)) for v in videos) else None
+
+
+class FramesAsSampled:
+    """A processor whose calls with videos (direct or through `apply_chat_template`) pass `frames_kwargs`: the
+    form TRL's collators and generation call it in. Everything else is the processor's own."""
+
+    def __init__(self, processor):
+        self._processor = processor
+
+    def __getattr__(self, name):
+        return getattr(self._processor, name)
+
+    def __call__(self, *args, videos=None, **kwargs):
+        if videos and kwargs.get("video_metadata") is None:
+            kwargs.update(frames_kwargs(videos))
+        return self._processor(*args, videos=videos, **kwargs)
+
+    def apply_chat_template(self, conversation, *args, processor_kwargs=None, **kwargs):
+        videos = _conversation_videos(conversation)
+        if videos and kwargs.get("tokenize"):
+            processor_kwargs = {**frames_kwargs(videos), **(processor_kwargs or {})}
+        return self._processor.apply_chat_template(conversation, *args, processor_kwargs=processor_kwargs, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------ presentation
 
 
@@ -84,7 +129,8 @@ def recorded_presentation(path) -> bool:
 def video_token_cost(processor, frames: list) -> tuple[int, int]:
     """Tokens one video takes in the prompt: (as a video, as its frames shown as images)."""
     merge = processor.video_processor.merge_size**2
-    as_video = int(processor.video_processor(videos=[frames], return_tensors="pt")["video_grid_thw"].prod()) // merge
+    grid_thw = processor.video_processor(videos=[frames], return_tensors="pt", **frames_kwargs([frames]))["video_grid_thw"]
+    as_video = int(grid_thw.prod()) // merge
     grid = processor.image_processor(images=frames, return_tensors="pt")["image_grid_thw"]
     return as_video, int(grid.prod(-1).sum()) // processor.image_processor.merge_size**2
 
@@ -104,16 +150,13 @@ def log_token_cost_once(owner, processor, frames: list) -> None:
 # ------------------------------------------------------------------------------------------ GRPO
 
 
-class _ProcessorWithVideos:
+class _ProcessorWithVideos(FramesAsSampled):
     """The trainer's processor for one generation batch: its plain call (TRL's, for the training forward's
-    inputs) also gets the videos of the rows whose text holds a video placeholder. Everything else is the
-    processor's own."""
+    inputs) also gets the videos of the rows whose text holds a video placeholder."""
 
     def __init__(self, processor, videos: list[list[list]]):
-        self._processor, self._videos = processor, videos
-
-    def __getattr__(self, name):
-        return getattr(self._processor, name)
+        super().__init__(processor)
+        self._videos = videos
 
     def __call__(self, *args, text=None, images=None, **kwargs):
         if isinstance(images, list):  # a video-only row's images are None here: the processor wants them left out
@@ -121,7 +164,7 @@ class _ProcessorWithVideos:
         if text is not None and kwargs.get("videos") is None and len(text) == len(self._videos):
             videos = [v for t, row in zip(text, self._videos) if self._processor.video_token in t for v in row]
             kwargs["videos"] = videos or None
-        return self._processor(*args, text=text, images=images, **kwargs)
+        return super().__call__(*args, text=text, images=images, **kwargs)
 
 
 class _VideoForward:
@@ -138,9 +181,9 @@ class _VideoForward:
         if kwargs.get("image_grid_thw") is not None and len(kwargs["image_grid_thw"]) == 0:
             del kwargs["image_grid_thw"], kwargs["pixel_values"]  # TRL's slice of a chunk with videos only
         if sum(len(g) for g in grids):
-            for key in VIDEO_TENSORS:
+            for key in self.rows:
                 kwargs[key] = torch.cat(self.rows[key][rows])
-            # Qwen2.5-VL places vision tokens (3-D rope) only from `mm_token_type_ids`; TRL builds it from
+            # Qwen2.5-VL and its successors place vision tokens (3-D rope) only from `mm_token_type_ids`; TRL builds it from
             # its image-only processor call, or not at all when a batch has no image.
             image_id, video_id = self.token_ids
             kwargs["mm_token_type_ids"] = (input_ids == image_id).int() + 2 * (input_ids == video_id).int()
@@ -148,7 +191,7 @@ class _VideoForward:
 
 
 class GRPOVideoInputs:
-    """Qwen2.5-VL's native video input for TRL's `GRPOTrainer` (mix in before it)."""
+    """Native video input for TRL's `GRPOTrainer` (mix in before it), on every family `tiny.FAMILIES` names."""
 
     _video_rows: dict[str, list] | None = None
 
@@ -163,33 +206,22 @@ class GRPOVideoInputs:
                 "(frames_as_images: true in the recipe, or `--frames-as-images` for convert/select-hard), or "
                 "generate with transformers (use_vllm: false)."
             )
-        model_type = getattr(getattr(self.model, "config", None), "model_type", "qwen2_5_vl")
-        if model_type != "qwen2_5_vl":
-            # Qwen3-VL and Qwen3.5 write each frame's timestamp into the prompt from the video's metadata (fps),
-            # and take no `second_per_grid_ts`: this module builds Qwen2.5-VL's video inputs only.
-            raise UserError(
-                f"The dataset holds videos, which this trainer feeds natively to Qwen2.5-VL only; the model is "
-                f"{model_type}. Send the frames as images (frames_as_images: true in the recipe, or "
-                "`--frames-as-images` for convert/select-hard)."
-            )
 
     def _video_tensors(self, videos: list[list[list]]) -> dict[str, list]:
         """Per-row lists of each video tensor (empty for a row without video), on the trainer's device."""
         processor = self.processing_class
         flat = [v for row in videos for v in row]
-        out = processor(text=[processor.video_token] * len(flat), videos=flat, return_tensors="pt")
-        grid = out["video_grid_thw"]
-        pixels = torch.split(out["pixel_values_videos"], grid.prod(-1).tolist())
-        seconds = torch.as_tensor(out["second_per_grid_ts"], dtype=torch.float32)
+        out = processor(text=[processor.video_token] * len(flat), videos=flat, return_tensors="pt", **frames_kwargs(flat))
+        per_row = [len(row) for row in videos]
+        grids = torch.split(out["video_grid_thw"], per_row)
+        rows = {
+            "pixel_values_videos": torch.split(out["pixel_values_videos"], [int(g.prod(-1).sum()) for g in grids]),
+            "video_grid_thw": grids,
+        }
+        if "second_per_grid_ts" in out:
+            rows["second_per_grid_ts"] = torch.split(torch.as_tensor(out["second_per_grid_ts"], dtype=torch.float32), per_row)
         device = self.accelerator.device
-        rows, start = {key: [] for key in VIDEO_TENSORS}, 0
-        for row in videos:
-            end = start + len(row)
-            rows["pixel_values_videos"].append(torch.cat([*pixels[start:end], pixels[0][:0]]).to(device))
-            rows["video_grid_thw"].append(grid[start:end].to(device))
-            rows["second_per_grid_ts"].append(seconds[start:end].to(device))
-            start = end
-        return rows
+        return {key: [t.to(device) for t in tensors] for key, tensors in rows.items()}
 
     def _generate_and_score_completions(self, inputs):
         videos = [row_videos(example) for example in inputs]
@@ -233,13 +265,15 @@ class GRPOVideoInputs:
 
 
 class SFTVideoInputs:
-    """Qwen2.5-VL's native video input for TRL's `SFTTrainer` (mix in before it): the `videos` column
+    """Native video input for TRL's `SFTTrainer` (mix in before it): the `videos` column
     survives column pruning and fills each row's video placeholders right before TRL's collator."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         collate = self.data_collator
         processor = self.processing_class
+        if hasattr(collate, "processor"):  # TRL's vision collator renders and processes each batch through it
+            collate.processor = FramesAsSampled(collate.processor)
 
         def collate_with_videos(examples):
             out = []

@@ -3,18 +3,22 @@ takes (make-tiny-model, the drop-in trainer, the SFT recipe, the Judge API)."""
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from stable_reinforce_trl import StableReinforceConfig, StableReinforceTrainer
 from stable_reinforce_trl.cli import main as cli
+from stable_reinforce_trl.data.loaders import load_judge_dataset
 from stable_reinforce_trl.data.synthetic import make_synthetic_pairs, synthetic_judge_dataset
 from stable_reinforce_trl.judge import Judge
 from stable_reinforce_trl.prompts import completion_text, generation_opening
 from stable_reinforce_trl.tiny import FAMILIES
+from stable_reinforce_trl.video import FRAME_RATE
 from stable_reinforce_trl.vision_tokens import vision_placeholder_ids
 
 from .test_video_training import FRAMES, mixed_pairs  # noqa: F401  (a fixture)
@@ -114,25 +118,83 @@ def test_judge_api_reads_each_familys_answer(family, family_dirs):
     assert all(r == "Red is right." for r in result.reasoning)
 
 
+# Qwen3-VL and Qwen3.5 write a timestamp before each temporal patch (2 frames) of a video, from its frame rate.
+TIMESTAMPS = [f"<{(2 * t + 0.5) / FRAME_RATE:.1f} seconds>" for t in range(FRAMES // 2)]
+
+
+def timestamps(processor, ids) -> list[str]:
+    return re.findall(r"<[0-9.]+ seconds>", processor.decode(ids))
+
+
+class RecordsPrompts(StableReinforceTrainer):
+    """The trainer as it is, keeping the prompt ids each generation batch was sampled from."""
+
+    prompt_ids = ()
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        self.prompt_ids = [*self.prompt_ids, *output["prompt_ids"]]
+        return output
+
+
 @pytest.mark.parametrize("family", NEW_FAMILIES)
-def test_video_rows_train_as_frames_and_native_video_is_refused(
+def test_native_video_and_frames_as_images_train_each_family(
     family, family_dirs, mixed_pairs, tmp_path  # noqa: F811  (the fixture imported above)
 ):
-    from stable_reinforce_trl.cli import UserError
-    from stable_reinforce_trl.data.loaders import load_judge_dataset
+    from .test_video_training import vision_grids
 
     args = StableReinforceConfig(
         output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=2, max_completion_length=8,
-        max_steps=1, report_to="none", save_strategy="no", use_cpu=True, bf16=False, seed=0, log_completions=False,
+        max_steps=2, logging_steps=1, learning_rate=1e-3, report_to="none", save_strategy="no", use_cpu=True,
+        bf16=False, seed=0, log_completions=False,
     )  # fmt: skip
-    native = load_judge_dataset(mixed_pairs, num_frames=FRAMES)
-    with pytest.raises(UserError, match="frames_as_images: true"):
-        StableReinforceTrainer(family_dirs[family], RecordingReward(), args=args, train_dataset=native)
-    frames = load_judge_dataset(mixed_pairs, num_frames=FRAMES, frames_as_images=True)
+    trainer = RecordsPrompts(family_dirs[family], RecordingReward(), args=args,
+                             train_dataset=load_judge_dataset(mixed_pairs, num_frames=FRAMES))  # fmt: skip
+    before = {n: p.detach().clone() for n, p in trainer.model.model.visual.named_parameters()}
+    seen, handle = vision_grids(trainer.model)
+    trainer.train()
+    handle.remove()
+    assert trainer.state.global_step == 2
+    assert (2, 4, 4) in seen and (1, 4, 4) in seen  # the video (2 temporal patches) and the image, under gradients
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.model.visual.named_parameters())
+    # The policy sampled from prompts whose frames carry their time at FRAME_RATE (transformers' default: 24 fps).
+    stamps = [timestamps(trainer.processing_class, ids) for ids in trainer.prompt_ids]
+    assert sorted(map(tuple, stamps)) == [()] * 8 + [tuple(TIMESTAMPS)] * 8
+
     reward = RecordingReward()
+    frames = load_judge_dataset(mixed_pairs, num_frames=FRAMES, frames_as_images=True)
     trainer = StableReinforceTrainer(family_dirs[family], reward, args=args, train_dataset=frames)
     trainer.train()
-    assert trainer.state.global_step == 1 and len(reward.completions) == 8
+    assert trainer.state.global_step == 2 and len(reward.completions) == 16
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_sft_recipe_trains_native_video_on_each_family(
+    family, family_dirs, mixed_pairs, tmp_path  # noqa: F811  (the fixture imported above)
+):
+    from stable_reinforce_trl.scripts import sft
+
+    from .test_video_training import TINY, recipe_args
+
+    trainer = sft.main(*sft.make_parser().parse_args_and_config(
+        recipe_args(TINY / "sft.yaml", family_dirs[family], tmp_path / "sft", mixed_pairs, "--report_to", "none")
+    ))  # fmt: skip
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    assert [e["step"] for e in logs] == [1, 2] and all(e["grad_norm"] > 0 for e in logs)
+    video_row = next(row for row in trainer.train_dataset if row["videos"])
+    batch = trainer.data_collator([video_row])
+    assert timestamps(trainer.processing_class, batch["input_ids"][0]) == TIMESTAMPS
+    assert batch["video_grid_thw"].tolist() == [[2, 4, 4]]
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_judge_api_reads_a_native_video_on_each_family(family, family_dirs):
+    written = written_after_the_prompt(family, "It moves.")
+    judge = Judge.from_pretrained(family_dirs[family], backend="transformers", force_output=written, max_new_tokens=24,
+                                  device="cpu")  # fmt: skip
+    frames = [Image.new("RGB", (56, 56), (60 * i, 0, 200)) for i in range(FRAMES)]
+    result = judge.compare("What moves?", "A square.", "Nothing.", video=frames)
+    assert result.verdicts == [1, 2] and result.invalid == 0
 
 
 @pytest.mark.parametrize("family", NEW_FAMILIES)

@@ -12,7 +12,7 @@ from stable_reinforce_trl import StableReinforceConfig, StableReinforceTrainer
 from stable_reinforce_trl.data.loaders import load_judge_dataset
 from stable_reinforce_trl.judge import Judge, JudgeRequest
 from stable_reinforce_trl.scripts import rl, sft
-from stable_reinforce_trl.video import attach_videos, record_presentation, video_token_cost
+from stable_reinforce_trl.video import FRAME_RATE, attach_videos, record_presentation, video_token_cost
 
 from .trl_helpers import verdict_reward
 
@@ -72,11 +72,18 @@ def test_trainer_trains_a_mixed_batch_on_native_video(mixed_pairs, tiny_model_di
     trainer = StableReinforceTrainer(tiny_model_dir, verdict_reward, args=config, train_dataset=dataset)
     before = {n: p.detach().clone() for n, p in trainer.model.model.visual.named_parameters()}
     seen, handle = vision_grids(trainer.model)
+    seconds = []  # Qwen2.5-VL's time per temporal patch, as every forward got it
+    timing = trainer.model.register_forward_pre_hook(
+        lambda module, args, kwargs: seconds.extend(kwargs.get("second_per_grid_ts", torch.zeros(0)).tolist()),
+        with_kwargs=True,
+    )
     with caplog.at_level("WARNING", logger="stable_reinforce_trl.video"):
         trainer.train()
-    handle.remove()
+    handle.remove(), timing.remove()
     assert [e["step"] for e in trainer.state.log_history if "loss" in e] == [1, 2]
     assert (2, 4, 4) in seen and (1, 4, 4) in seen  # the video (4 frames, 2 temporal patches) and the image
+    # 2 frames a patch at FRAME_RATE; transformers' default for frames without metadata would be 24 fps.
+    assert seconds and set(seconds) == {2 / FRAME_RATE}
     moved = [n for n, p in trainer.model.model.visual.named_parameters() if not torch.equal(p, before[n])]
     assert moved, "the vision tower got no gradient"
     costs = [r.message for r in caplog.records if "prompt tokens as a video" in r.message]
