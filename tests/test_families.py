@@ -214,12 +214,49 @@ def test_eval_cli_scores_each_family(family, family_dirs, tmp_path):
 
 
 @pytest.mark.parametrize("family", NEW_FAMILIES)
-def test_rl_recipe_under_accelerate_launch_on_each_family(family, family_dirs, tmp_path):
-    """The tiny RL recipe, as `accelerate launch` runs it on 2 processes, from each family's tiny judge."""
+def test_rl_recipe_under_accelerate_launch_on_each_family(
+    family, family_dirs, mixed_pairs, tmp_path  # noqa: F811  (the fixture imported above)
+):
+    """The tiny RL recipe, as `accelerate launch` runs it on 2 processes, from each family's tiny judge, on
+    image and video pairs."""
     from .test_recipes import launch, ok, rl_args, step_logs
 
     out = tmp_path / "rl"
-    ok(launch(2, "stable_reinforce.py", *rl_args(family_dirs[family], out), "--max_steps", "2", "--save_steps", "2"))
+    result = launch(2, "stable_reinforce.py", *rl_args(family_dirs[family], out), "--max_steps", "2", "--save_steps",
+                    "2", "--dataset_name", str(mixed_pairs), "--generation_batch_size", "8")  # fmt: skip
+    ok(result)
+    assert "A video of 4 frames at 56x56 costs" in result.stderr  # a generation batch held a video
     logs = step_logs(out)
     assert [e["step"] for e in logs] == [1, 2] and all(math.isfinite(e["loss"]) for e in logs)
     assert type(AutoModelForImageTextToText.from_pretrained(out)).__name__ == EXPECTED[family][0]
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_lora_cold_start_then_rl_with_kl_on_each_family(family, family_dirs, tmp_path):
+    """The options a TRL user sets, on each family: a LoRA cold start merged into the base, then LoRA RL with a
+    KL term (`beta`; TRL's reference is the base with the adapter disabled) and unscaled rewards."""
+    from safetensors.torch import load_file
+
+    from stable_reinforce_trl.scripts import rl, sft
+
+    from .test_recipes import TINY, rl_args
+
+    lora = ("--use_peft", "--lora_target_modules", "q_proj", "v_proj", "--save_strategy", "no", "--max_steps", "2")
+    sft.main(*sft.make_parser().parse_args_and_config(
+        ["--config", str(TINY / "sft.yaml"), "--model_name_or_path", family_dirs[family], "--output_dir",
+         str(tmp_path / "sft"), "--report_to", "none", *lora]
+    ))  # fmt: skip
+    merged = tmp_path / "sft" / "merged"
+    base = load_file(Path(family_dirs[family]) / "model.safetensors")
+    changed = {k for k, v in load_file(merged / "model.safetensors").items() if not torch.equal(v, base[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    assert type(AutoModelForImageTextToText.from_pretrained(merged)).__name__ == EXPECTED[family][0]
+
+    trainer = rl.main(*rl.make_parser().parse_args_and_config(rl_args(
+        merged, tmp_path / "rl", *lora, "--beta", "0.04", "--scale_rewards", "none", "--log_completions", "false",
+        "--report_to", "none",
+    )))  # fmt: skip
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    assert trainer.ref_model is None and len(logs) == 2
+    assert all(math.isfinite(e["kl"]) and math.isfinite(e["loss"]) for e in logs)
+    assert (tmp_path / "rl" / "adapter_model.safetensors").exists()
