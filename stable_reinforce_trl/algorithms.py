@@ -226,3 +226,20 @@ def per_token_returns(rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tenso
     the sequence reward at the last, with gamma 1, so `G_t = reward - coef * sum_{s >= t} kl_s`. No
     gradient flows through it (detached); padding positions get the sequence reward (weigh them 0)."""
     return (rewards.unsqueeze(-1) - coef * reward_to_go(kl.detach(), mask)).detach()
+
+
+def order_consistency(right: torch.Tensor, pairs: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
+    """J1's order-consistency reward, in expectation over the other order's samples: each rollout's
+    `right` (1/0) times the share of right rollouts of the same pair (`pairs`) shown in the other order
+    (`orders`: 0 or 1); 0 where the other order has no rollout in the batch.
+
+    A judge naming one position everywhere is right in one order only, so it earns nothing here; one that
+    names it a share q of the time earns, per right verdict, 1 - q in one order and q in the other: the
+    pull is back toward reading the pair."""
+    key = pairs.long() * 2 + orders.long()
+    size = int(key.max()) + 2 if key.numel() else 0
+    right = right.float()
+    hits = torch.zeros(size, dtype=right.dtype, device=right.device).index_add_(0, key, right)
+    count = torch.zeros(size, dtype=right.dtype, device=right.device).index_add_(0, key, torch.ones_like(right))
+    other = key ^ 1
+    return right * hits[other] / count[other].clamp(min=1)

@@ -66,6 +66,10 @@ class StableReinforceConfig(GRPOConfig):
             runs over both orders (twice the steps). Needs judge rows (a `label_column` and the R1-Reward judge
             prompt) in a map-style dataset; a dataset without `label_column` trains unbalanced with a warning.
             The paper samples pairs in one order: `False`.
+        order_consistency_weight (`float`, *optional*, defaults to `0.0`):
+            With `position_balanced`: add `weight * right * (share of right rollouts of the same pair in the
+            other order)` to each rollout's reward (`algorithms.order_consistency`), J1's reward for a verdict
+            that holds in both orders. A judge that names one position everywhere earns nothing from it.
 
         > StableReinforce: the reward (used when the trainer gets no `reward_funcs`)
 
@@ -124,6 +128,10 @@ class StableReinforceConfig(GRPOConfig):
     position_balanced: bool = field(
         default=True, metadata={"help": "Both orders of every pair in each rollout batch (False: the paper's one order)."}
     )
+    order_consistency_weight: float = field(
+        default=0.0,
+        metadata={"help": "With position_balanced: weight of the reward for a verdict right in both orders of its pair."},
+    )
 
     referee: str = field(
         default="rule",
@@ -179,6 +187,11 @@ class StableReinforceConfig(GRPOConfig):
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}.")
+        if self.order_consistency_weight < 0 or (self.order_consistency_weight and not self.position_balanced):
+            raise ValueError(
+                f"order_consistency_weight={self.order_consistency_weight} needs position_balanced=True (both orders of "
+                "a pair in one rollout batch) and a weight >= 0."
+            )
         if self.kl_in_reward and self.beta == 0.0:
             raise ValueError("kl_in_reward=True needs beta > 0: beta is the coefficient of the k1 term in the reward.")
 

@@ -23,7 +23,9 @@ from .cli import UserError
 from .prompts import swap_responses
 from .rewards.functions import parse_label
 
-SWAPPED_COLUMN = "_position_swapped"  # internal: dropped from each row before TRL and the rewards see it
+# Internal columns, dropped from each row before TRL and the rewards see it: which order, and which pair.
+SWAPPED_COLUMN, PAIR_COLUMN = "_position_swapped", "_position_pair"
+PAIR_KEYS = (PAIR_COLUMN, SWAPPED_COLUMN)  # a rollout's pair, and which of its two orders
 
 
 class PositionBalanceError(UserError, ValueError):
@@ -59,6 +61,7 @@ def unmark(rows: list[dict], label_column: str) -> list[dict]:
     out = []
     for row in rows:
         row = dict(row)
+        row.pop(PAIR_COLUMN, None)
         if row.pop(SWAPPED_COLUMN, False):
             row = swapped_row(row, label_column)
         out.append(row)
@@ -81,10 +84,11 @@ def check_judge_rows(dataset: datasets.Dataset, label_column: str) -> None:
 
 
 def both_orders(dataset: datasets.Dataset) -> datasets.Dataset:
-    """`dataset` followed by itself marked as swapped: Arrow shares the data, nothing is copied or decoded."""
+    """`dataset` followed by itself marked as swapped, each row with its pair's index: Arrow shares the data,
+    nothing is copied or decoded."""
     n = len(dataset)
     doubled = datasets.concatenate_datasets([dataset, dataset])
-    return doubled.add_column(SWAPPED_COLUMN, [False] * n + [True] * n)
+    return doubled.add_column(SWAPPED_COLUMN, [False] * n + [True] * n).add_column(PAIR_COLUMN, [*range(n)] * 2)
 
 
 class PositionBalancedSampler(RepeatSampler):

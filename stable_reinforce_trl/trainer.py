@@ -111,7 +111,9 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
             reward_funcs = [build_r1_reward(args)]
         self._pre_clip_state: _PreClipState | None = None
         self._gathered_rewards: torch.Tensor | None = None
-        self._verdicts: torch.Tensor | None = None  # (2, local rollouts): parsed verdict (0: none) and label
+        # (4, local rollouts): parsed verdict (0: none), label, pair and order (-1 when not position-balanced)
+        self._verdicts: torch.Tensor | None = None
+        self._pair_keys: list[list] = [[], []]
         self._nonfinite_forwards = 0  # global count of non-finite policy log-probs in this accumulation window
         self._nonfinite_steps_skipped = 0
         self._step_skipped = False
@@ -201,20 +203,19 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
             device = self.accelerator.device
             verdicts = [v if v in (1, 2) else 0 for v in map(parse_verdict, completions)]
             labels = [parse_label(row[column]) for row in inputs]
-            self._verdicts = torch.tensor([verdicts, labels], device=device)
+            self._verdicts = torch.tensor([verdicts, labels, *self._pair_keys], device=device)
         return self._gathered_rewards
 
-    def _log_verdicts(self, advantages: torch.Tensor, group_size: int, mode: str) -> None:
+    def _log_verdicts(self, verdicts, labels, advantages: torch.Tensor, group_size: int, mode: str) -> None:
         """`verdict_stats` over the global rollout batch: positions, verdicts by label, their advantages."""
-        if self._verdicts is None:
-            return
-        verdicts, labels = self.accelerator.gather(self._verdicts.T).T
         stats = verdict_stats.verdict_stats(verdicts, labels, advantages, group_size)
         for name, value in stats.items():
             if not math.isnan(value):
                 self._metrics[mode][METRIC_PREFIX + name].append(value)
 
     def _generate_and_score_completions(self, inputs):
+        # Each rollout's pair and order (-1 when unbalanced): `order_consistency` matches a pair's two orders.
+        self._pair_keys = [[row.get(key, -1) for row in inputs] for key in position_balance.PAIR_KEYS]
         inputs = position_balance.unmark(inputs, self.args.label_column)
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
@@ -225,6 +226,13 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
         else:  # same weighting as TRL; a row every reward function skipped (all None) stays NaN -> advantage 0
             rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
             rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        # The rollouts' verdicts over the global batch (judge rows only): (verdict, label, pair, order) each.
+        rollouts = None if self._verdicts is None else self.accelerator.gather(self._verdicts.T).T
+        if self.args.order_consistency_weight and rollouts is not None and bool((rollouts[2] >= 0).all()):
+            verdicts, labels, pairs, orders = rollouts
+            both = algorithms.order_consistency(verdicts == labels, pairs, orders)
+            rewards = rewards + self.args.order_consistency_weight * both
+            self._metrics[mode][METRIC_PREFIX + "order_consistency"].append(both.mean().item())
         values, weights, local_width = self._advantage_inputs(output, rewards, mode)
         options = dict(
             baseline=self.args.advantage_baseline, group_size=group_size, scale=self.args.scale_rewards, weights=weights
@@ -242,7 +250,8 @@ class StableReinforceTrainer(GRPOVideoInputs, RestoresFullCheckpoints, GRPOTrain
             logged.pop()
         logged.extend(shown.tolist())
 
-        self._log_verdicts(shown, group_size, mode)
+        if rollouts is not None:
+            self._log_verdicts(rollouts[0], rollouts[1], shown, group_size, mode)
         metrics = self._metrics[mode]
         counted = torch.ones_like(filtered) if weights is None else weights > 0
         filtered_frac = (filtered & counted).sum() / counted.sum().clamp(min=1)

@@ -10,6 +10,7 @@ from stable_reinforce_trl.algorithms import (
     advantage_baseline,
     advantage_zscores,
     normalize_then_sum,
+    order_consistency,
     per_token_returns,
     per_token_policy_loss,
     pre_clipped_ratio,
@@ -193,3 +194,31 @@ def test_normalize_then_sum_is_trls_before_the_batch_step():
     finite = ours[~torch.isnan(ours)]
     assert advantages[4] == 0
     assert torch.allclose(advantages[:4], (ours[:4] - finite.mean()) / (finite.std() + 1e-4), atol=1e-5)
+
+
+# --- order consistency (J1's reward for a verdict that holds in both orders) -------------------------------------
+
+
+def test_order_consistency_pays_a_right_verdict_by_the_other_orders_share_of_right_ones():
+    pairs = torch.tensor([0] * 8 + [1] * 8)
+    orders = torch.tensor(([0] * 4 + [1] * 4) * 2)
+    right = torch.tensor([1, 1, 0, 0, 1, 0, 0, 0] + [1, 1, 1, 1, 0, 0, 0, 0])
+    # pair 0: half right in order 0, a quarter in order 1; pair 1: right in order 0 only (a position prior).
+    expected = [0.25, 0.25, 0, 0, 0.5, 0, 0, 0] + [0] * 8
+    assert order_consistency(right, pairs, orders).tolist() == expected
+
+
+def test_order_consistency_pulls_a_position_prior_back_toward_reading():
+    """A judge naming Response 1 a share q of the time, whatever the pair: a right verdict earns 1 - q where the
+    label is 1 and q where it is 2, so the rarer position is paid more."""
+    for q in (0.25, 0.75):
+        names_1 = torch.tensor([1, 0, 0, 0] if q == 0.25 else [1, 1, 1, 0])
+        right = torch.cat([names_1, 1 - names_1])  # order 0: label 1; order 1: label 2
+        paid = order_consistency(right, torch.zeros(8, dtype=torch.long), torch.tensor([0] * 4 + [1] * 4))
+        assert paid[:4][names_1 == 1].unique().tolist() == [1 - q]
+        assert paid[4:][names_1 == 0].unique().tolist() == [q]
+
+
+def test_order_consistency_without_the_other_order_pays_nothing():
+    paid = order_consistency(torch.ones(4), torch.tensor([3, 3, 5, 5]), torch.tensor([0, 0, 1, 1]))
+    assert paid.tolist() == [0.0] * 4

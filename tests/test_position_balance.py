@@ -55,9 +55,10 @@ def test_sampler_puts_both_orders_of_each_pair_in_every_rollout_batch():
 def test_the_marked_copy_is_the_other_order_with_the_same_image():
     source = colour_judge_dataset(4)
     dataset = both_orders(source)
-    assert len(dataset) == 8 and dataset.column_names[-1] == "_position_swapped"
+    assert len(dataset) == 8 and dataset.column_names[-2:] == ["_position_swapped", "_position_pair"]
+    assert dataset[1]["_position_pair"] == dataset[5]["_position_pair"] == 1  # the two orders of pair 1
     original, copy = unmark([dataset[1], dataset[5]], "label")
-    assert "_position_swapped" not in original and original == {**source[1]}
+    assert original == {**source[1]}  # the internal columns are gone
     assert copy == swapped_row(source[1], "label") and copy["label"] == "1" and source[1]["label"] == "2"
     assert copy["images"][0].tobytes() == original["images"][0].tobytes()
 
@@ -173,3 +174,46 @@ def test_datasets_that_cannot_be_balanced_fail_before_training_or_warn(tiny_mode
                                          args=_config(tmp_path), train_dataset=plain)  # fmt: skip
     assert not trainer.position_balanced and len(trainer.train_dataset) == 4
     assert any("no 'label' column" in r.message for r in caplog.records)
+
+
+def red_reading_judge(prompts, trainer):
+    """TRL `rollout_func`: a judge that reads the pairs about red (names the red answer, in either order) and
+    names Response 1 on every other pair."""
+    tokenizer = trainer.processing_class.tokenizer
+    prompt_ids, _, _ = trainer._tokenize_prompts(prompts)
+    completion_ids = []
+    for prompt in prompts:
+        text = prompt[-1]["content"][-1]["text"]
+        verdict = 1 + (text.index("It is red.") > text.index("It is green.")) if "It is red." in text else 1
+        written = f"<think>Seen.</think><answer>{verdict}</answer>"
+        completion_ids.append(tokenizer.encode(written, add_special_tokens=False) + [tokenizer.eos_token_id])
+    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+
+def zero_reward(completions, **columns):
+    return [0.0] * len(completions)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_order_consistency_rewards_a_verdict_that_holds_in_both_orders(weight, tiny_model_dir, tmp_path):
+    """Red pairs are judged right in both orders (order consistency 1), blue ones only where Response 1 is
+    right (0): with the other rewards flat, the order-consistency term alone sets the advantages."""
+    config = _config(tmp_path, max_steps=8, order_consistency_weight=weight, advantage_filter=False,
+                     shuffle_dataset=False)  # each rollout batch: a red pair and a blue pair
+    trainer = StableReinforceTrainer(tiny_model_dir, zero_reward, args=config, train_dataset=one_order_dataset(8),
+                                     rollout_func=red_reading_judge)  # fmt: skip
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "stable_reinforce/p_label_1" in e]
+    assert len(logs) == 2
+    consistency = [e.get("stable_reinforce/order_consistency") for e in logs]
+    advantages = list(trainer._logs["advantages"])
+    if weight:
+        assert consistency == [0.5, 0.5]  # the red pair's rollouts earn 1, the blue pair's 0
+        assert sum(a > 0 for a in advantages) == sum(a < 0 for a in advantages) == 4  # red up, blue down
+    else:
+        assert consistency == [None, None] and not any(advantages)
+
+
+def test_order_consistency_needs_both_orders(tmp_path):
+    with pytest.raises(ValueError, match="order_consistency_weight=1.0 needs position_balanced=True"):
+        _config(tmp_path, position_balanced=False, order_consistency_weight=1.0)
