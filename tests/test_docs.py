@@ -184,5 +184,11 @@ def test_verdict_lockin_tables_are_the_committed_benchmarks():
     from benchmarks.verdict_lockin import table
 
     demo = (ROOT / "docs" / "demo.md").read_text()
-    for name in ("verdict_lockin", "verdict_lockin_no_consistency"):
+    for name in ("verdict_lockin", "verdict_lockin_no_consistency", "verdict_lockin_order_consistency"):
         assert table(name) in demo, name
+
+
+def test_cold_start_sight_table_is_the_committed_benchmark():
+    from benchmarks.cold_start_sight import table
+
+    assert table() in (ROOT / "docs" / "demo.md").read_text()
