@@ -66,7 +66,6 @@ def attach_videos(messages: list[dict], videos: list[list]) -> list[dict]:
     return out
 
 
-
 def frames_kwargs(videos: list[list]) -> dict:
     """Processor kwargs for `videos` given as their sampled frames: kept as they are, `FRAME_RATE` apart."""
     metadata = [{"total_num_frames": len(v), "fps": FRAME_RATE, "frames_indices": list(range(len(v)))} for v in videos]
