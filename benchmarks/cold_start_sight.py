@@ -1,7 +1,7 @@
 """Does the demo's cold start see the image? The SFT judge's sampled traces, read against the truth.
 
     python -m benchmarks.cold_start_sight [--seeds 0,5,8] [--jobs 2] [--arm NAME=FIELD=VALUE,...]...
-    python -m benchmarks.cold_start_sight --table   # docs/demo.md's table
+    python -m benchmarks.cold_start_sight --table [--name N]   # docs/demo.md's table
 
 For each arm (a set of `DemoPlan` overrides, as `stable-reinforce demo --set` takes them; by default the plan
 as it is, `sft_learning_rate=3e-3` and `sft_epochs=3`) and seed, trains the demo's tiny model and SFT stage
@@ -10,7 +10,7 @@ per order at temperature 1 on 64 held-out pairs of the demo's colour task and re
 reason ("The image shows a red circle."), the share of those that name the image's true colour (sight), the
 accuracy of reasoned verdicts, of reasoned verdicts that saw right, and of terse ones. A judge that names the
 colour at chance (0.5) has not learned to look; one that sees but answers terse at chance gains from RL only
-by moving to the reasoned trace. Writes `benchmarks/results/cold_start_sight.json`.
+by moving to the reasoned trace. Writes `benchmarks/results/<--name>.json` (default `cold_start_sight`).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def one_run(arm: str, overrides: list[str], seed: int, out: Path) -> dict:
     return {"arm": arm, "overrides": overrides, "seed": seed, **read_traces(sft_dir, seed)}
 
 
-def table() -> str:
-    runs = json.loads((RESULTS / "cold_start_sight.json").read_text())["runs"]
+def table(name: str = "cold_start_sight") -> str:
+    runs = json.loads((RESULTS / f"{name}.json").read_text())["runs"]
     lines = ["| cold start | seed | reasoned | sight (right colour named) | accuracy reasoned | accuracy when seen | "
              "accuracy terse |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in runs:
@@ -97,11 +97,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--arm", action="append", default=[], metavar="NAME=FIELD=VALUE,...",
                         help="a cold start to read (repeatable; default: the three in ARMS)")  # fmt: skip
     parser.add_argument("--output-dir", default="outputs/cold_start_sight")
+    parser.add_argument("--name", default="cold_start_sight", help="result name (benchmarks/results/<name>.json)")
     parser.add_argument("--table", action="store_true", help="print docs/demo.md's table from the committed JSON")
     parser.add_argument("--one", nargs=2, metavar=("ARM", "SEED"), help=argparse.SUPPRESS)  # a worker process
     args = parser.parse_args(argv)
     if args.table:
-        print(table())
+        print(table(args.name))
         return {}
     arms = {}
     for spec in args.arm:
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(run, [(arm, seed) for arm in arms for seed in parse_seeds(args.seeds)]))
-    path = write_result("cold_start_sight", {"arms": arms, "runs": runs})
+    path = write_result(args.name, {"arms": arms, "runs": runs})
     print(f"-> {path}")
     return {"runs": runs}
 
