@@ -128,8 +128,8 @@ def recorded_presentation(path) -> bool:
 def video_token_cost(processor, frames: list) -> tuple[int, int]:
     """Tokens one video takes in the prompt: (as a video, as its frames shown as images)."""
     merge = processor.video_processor.merge_size**2
-    grid_thw = processor.video_processor(videos=[frames], return_tensors="pt", **frames_kwargs([frames]))["video_grid_thw"]
-    as_video = int(grid_thw.prod()) // merge
+    video = processor.video_processor(videos=[frames], return_tensors="pt", **frames_kwargs([frames]))
+    as_video = int(video["video_grid_thw"].prod()) // merge
     grid = processor.image_processor(images=frames, return_tensors="pt")["image_grid_thw"]
     return as_video, int(grid.prod(-1).sum()) // processor.image_processor.merge_size**2
 
@@ -182,8 +182,8 @@ class _VideoForward:
         if sum(len(g) for g in grids):
             for key in self.rows:
                 kwargs[key] = torch.cat(self.rows[key][rows])
-            # Qwen2.5-VL and its successors place vision tokens (3-D rope) only from `mm_token_type_ids`; TRL builds it from
-            # its image-only processor call, or not at all when a batch has no image.
+            # Qwen2.5-VL and its successors place vision tokens (3-D rope) only from `mm_token_type_ids`; TRL
+            # builds it from its image-only processor call, or not at all when a batch has no image.
             image_id, video_id = self.token_ids
             kwargs["mm_token_type_ids"] = (input_ids == image_id).int() + 2 * (input_ids == video_id).int()
         return self.model(input_ids=input_ids, **kwargs)
@@ -210,7 +210,8 @@ class GRPOVideoInputs:
         """Per-row lists of each video tensor (empty for a row without video), on the trainer's device."""
         processor = self.processing_class
         flat = [v for row in videos for v in row]
-        out = processor(text=[processor.video_token] * len(flat), videos=flat, return_tensors="pt", **frames_kwargs(flat))
+        out = processor(text=[processor.video_token] * len(flat), videos=flat, return_tensors="pt",
+                        **frames_kwargs(flat))  # fmt: skip
         per_row = [len(row) for row in videos]
         grids = torch.split(out["video_grid_thw"], per_row)
         rows = {
@@ -218,7 +219,8 @@ class GRPOVideoInputs:
             "video_grid_thw": grids,
         }
         if "second_per_grid_ts" in out:
-            rows["second_per_grid_ts"] = torch.split(torch.as_tensor(out["second_per_grid_ts"], dtype=torch.float32), per_row)
+            seconds = torch.as_tensor(out["second_per_grid_ts"], dtype=torch.float32)
+            rows["second_per_grid_ts"] = torch.split(seconds, per_row)
         device = self.accelerator.device
         return {key: [t.to(device) for t in tensors] for key, tensors in rows.items()}
 
