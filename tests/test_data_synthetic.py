@@ -101,8 +101,25 @@ def test_terse_traces_keep_the_verdict_and_drop_the_reasoning_for_an_exact_share
     assert sum(t.startswith("<think>So Response") for t in targets) == 30
     assert all(parse_verdict(t) == int(row["label"]) for t, row in zip(targets, rows))
     assert {p.chosen.split()[-1] for p in full} == {"red.", "blue."}  # basic: two colours
-    with pytest.raises(ValueError, match="share of the pairs"):
+    with pytest.raises(ValueError, match="terse_traces is a share"):
         make_synthetic_pairs(4, terse_traces=1.5)
+
+
+def test_terse_right_makes_an_exact_share_of_verdict_only_traces_name_the_wrong_response():
+    right = make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6)
+    guessing = make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6, terse_right=0.5)
+    wrong = [g for r, g in zip(right, guessing) if g.chosen != r.chosen]
+    assert len(wrong) == 15  # half of the 30 verdict-only traces, exactly
+    for r, g in zip(right, guessing):
+        assert (g.question, g.reasoning, g.reasoning_label) == (r.question, r.reasoning, r.reasoning_label)
+        named = g.chosen.split()[-1].rstrip(".")  # the colour of the response the teacher's verdict names
+        if g in wrong:  # a verdict-only trace that names the response the image contradicts
+            assert g.reasoning.startswith("So Response") and (g.chosen, g.rejected) == (r.rejected, r.chosen)
+            assert _dominant_colour(g.images[0]) != named
+        else:
+            assert _dominant_colour(g.images[0]) == named
+    with pytest.raises(ValueError, match="terse_right is a share"):
+        make_synthetic_pairs(4, terse_traces=0.5, terse_right=-0.1)
 
 
 def _dominant_colour(image) -> str:

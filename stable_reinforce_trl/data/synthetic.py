@@ -248,19 +248,30 @@ def parse_synthetic(name: str) -> tuple[int, str, int] | None:
 
 
 def make_synthetic_pairs(
-    n: int, seed: int = 0, difficulty: str | SyntheticDifficulty = "easy", *, terse_traces: float = 0.0
+    n: int,
+    seed: int = 0,
+    difficulty: str | SyntheticDifficulty = "easy",
+    *,
+    terse_traces: float = 0.0,
+    terse_right: float = 1.0,
 ) -> list[PreferencePair]:
     """n synthetic pairs, deterministic for a seed; tasks cycle so each appears equally often.
 
     Each pair carries a rule-written trace (`reasoning`, for the order `reasoning_label`, seeded and
     exactly balanced), so `sft_dataset` can use it like a teacher's annotation. `terse_traces` is the
     share of pairs (exactly, seeded) whose trace is only the verdict (`terse_trace`): a teacher that
-    often answers without showing its reasoning. The verdicts stay right; the pairs are the same.
+    often answers without showing its reasoning. `terse_right` is the share of those verdict-only traces
+    (exactly, seeded) that name the right response: below 1, a teacher that guesses when it does not reason,
+    and its wrong guesses name the `rejected` response. Reasoned traces are always right; the pairs (images,
+    questions, answers) are the same for any setting.
     """
-    if not 0.0 <= terse_traces <= 1.0:
-        raise ValueError(f"terse_traces is a share of the pairs, in [0, 1]; got {terse_traces}")
+    for option, share in (("terse_traces", terse_traces), ("terse_right", terse_right)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{option} is a share, in [0, 1]; got {share}")
     name, d = _difficulty(difficulty)
-    terse = set(random.Random(f"terse-{seed}").sample(range(n), round(terse_traces * n)))
+    terse = random.Random(f"terse-{seed}").sample(range(n), round(terse_traces * n))
+    guessed_wrong = set(random.Random(f"terse-wrong-{seed}").sample(terse, round((1 - terse_right) * len(terse))))
+    terse = set(terse)
     rng = random.Random(f"synthetic-{seed}")
     colours, shapes = list(COLOURS)[: d.colours], list(SHAPES)[: d.shapes]
     labels = balanced_labels(n, seed)
@@ -278,6 +289,8 @@ def make_synthetic_pairs(
             source=f"synthetic-{name}",
         )
         label = labels[i]
+        if i in guessed_wrong:
+            pair.chosen, pair.rejected = pair.rejected, pair.chosen  # the verdict names the wrong response
         if i in terse:
             pair.reasoning = terse_trace(label)
         else:
@@ -295,7 +308,12 @@ def synthetic_judge_dataset(
 
 
 def synthetic_sft_dataset(
-    n: int, seed: int = 0, difficulty: str | SyntheticDifficulty = "easy", *, terse_traces: float = 0.0
+    n: int,
+    seed: int = 0,
+    difficulty: str | SyntheticDifficulty = "easy",
+    *,
+    terse_traces: float = 0.0,
+    terse_right: float = 1.0,
 ) -> datasets.Dataset:
     """SFT rows (messages with the rule-written `<think>..</think><answer>N</answer>`, images, label, ...)."""
-    return sft_dataset(make_synthetic_pairs(n, seed, difficulty, terse_traces=terse_traces))
+    return sft_dataset(make_synthetic_pairs(n, seed, difficulty, terse_traces=terse_traces, terse_right=terse_right))
