@@ -39,7 +39,7 @@ class DemoPlan:
     difficulty: str = "basic"
     # The cold-start teacher shows its reasoning on 40% of the pairs and only its verdict on the rest.
     terse_traces: float = 0.6
-    terse_right: float = 1.0  # the share of those verdict-only traces that name the right response
+    terse_verdicts: str = "right"  # what those verdicts name: "right", "guess" or "1" (a position-biased teacher)
     sft_pairs: int = 3200  # 400 steps of 8, 1,280 of them with the reasoning
     sft_epochs: float = 1.0
     sft_learning_rate: float = 1e-2
@@ -167,7 +167,7 @@ def sft_stage(model_dir: Path, plan: DemoPlan, seed: int, out: Path) -> tuple[Pa
         seed=seed,
     )
     dataset = synthetic_sft_dataset(plan.sft_pairs, seed=seed + 1, difficulty=plan.difficulty,
-                                    terse_traces=plan.terse_traces, terse_right=plan.terse_right)  # fmt: skip
+                                    terse_traces=plan.terse_traces, terse_verdicts=plan.terse_verdicts)  # fmt: skip
     trainer = SFTTrainer(model=str(model_dir), args=config, train_dataset=dataset)
     _log_to_file(trainer, out / "training_log.jsonl", "sft")
     trainer.train()

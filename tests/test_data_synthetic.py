@@ -101,25 +101,31 @@ def test_terse_traces_keep_the_verdict_and_drop_the_reasoning_for_an_exact_share
     assert sum(t.startswith("<think>So Response") for t in targets) == 30
     assert all(parse_verdict(t) == int(row["label"]) for t, row in zip(targets, rows))
     assert {p.chosen.split()[-1] for p in full} == {"red.", "blue."}  # basic: two colours
-    with pytest.raises(ValueError, match="terse_traces is a share"):
+    with pytest.raises(ValueError, match="share of the pairs"):
         make_synthetic_pairs(4, terse_traces=1.5)
 
 
-def test_terse_right_makes_an_exact_share_of_verdict_only_traces_name_the_wrong_response():
+def test_terse_verdicts_guess_or_name_one_position_and_reasoned_traces_stay_right():
     right = make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6)
-    guessing = make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6, terse_right=0.5)
-    wrong = [g for r, g in zip(right, guessing) if g.chosen != r.chosen]
-    assert len(wrong) == 15  # half of the 30 verdict-only traces, exactly
-    for r, g in zip(right, guessing):
-        assert (g.question, g.reasoning, g.reasoning_label) == (r.question, r.reasoning, r.reasoning_label)
-        named = g.chosen.split()[-1].rstrip(".")  # the colour of the response the teacher's verdict names
-        if g in wrong:  # a verdict-only trace that names the response the image contradicts
-            assert g.reasoning.startswith("So Response") and (g.chosen, g.rejected) == (r.rejected, r.chosen)
-            assert _dominant_colour(g.images[0]) != named
-        else:
-            assert _dominant_colour(g.images[0]) == named
-    with pytest.raises(ValueError, match="terse_right is a share"):
-        make_synthetic_pairs(4, terse_traces=0.5, terse_right=-0.1)
+    for mode in ("guess", "1"):
+        teacher = make_synthetic_pairs(50, seed=4, difficulty="basic", terse_traces=0.6, terse_verdicts=mode)
+        terse = [t for t in teacher if t.reasoning.startswith("So Response")]
+        assert len(terse) == 30
+        wrong = [t for t in terse if _dominant_colour(t.images[0]) != t.chosen.split()[-1].rstrip(".")]
+        assert len(wrong) == (15 if mode == "guess" else sum(r.reasoning_label == "2" for r in right
+                                                             if r.reasoning.startswith("So")))  # fmt: skip
+        if mode == "1":  # a position-biased teacher: right exactly where the truth sits first
+            assert {t.reasoning_label for t in terse} == {"1"}
+            assert 10 < len(wrong) < 20
+        for r, t in zip(right, teacher):
+            assert t.question == r.question and {t.chosen, t.rejected} == {r.chosen, r.rejected}
+            if not t.reasoning.startswith("So Response"):  # a reasoned trace: unchanged, and right
+                assert (t.reasoning, t.reasoning_label, t.chosen) == (r.reasoning, r.reasoning_label, r.chosen)
+        rows = synthetic_sft_dataset(50, seed=4, difficulty="basic", terse_traces=0.6, terse_verdicts=mode)
+        targets = [row["messages"][1]["content"][0]["text"] for row in rows]
+        assert all(parse_verdict(t) == int(p.reasoning_label) for t, p in zip(targets, teacher))
+    with pytest.raises(ValueError, match="terse_verdicts must be one of"):
+        make_synthetic_pairs(4, terse_traces=0.5, terse_verdicts="2")
 
 
 def _dominant_colour(image) -> str:

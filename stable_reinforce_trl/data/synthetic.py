@@ -215,6 +215,9 @@ def synthetic_trace(fact: str, answer1: str, answer2: str, label: str) -> str:
     )
 
 
+TERSE_VERDICTS = ("right", "guess", "1")
+
+
 def terse_trace(label: str) -> str:
     """What a teacher writes when it gives its verdict without its reasoning."""
     return f"So Response {label} is better."
@@ -253,24 +256,26 @@ def make_synthetic_pairs(
     difficulty: str | SyntheticDifficulty = "easy",
     *,
     terse_traces: float = 0.0,
-    terse_right: float = 1.0,
+    terse_verdicts: str = "right",
 ) -> list[PreferencePair]:
     """n synthetic pairs, deterministic for a seed; tasks cycle so each appears equally often.
 
     Each pair carries a rule-written trace (`reasoning`, for the order `reasoning_label`, seeded and
     exactly balanced), so `sft_dataset` can use it like a teacher's annotation. `terse_traces` is the
     share of pairs (exactly, seeded) whose trace is only the verdict (`terse_trace`): a teacher that
-    often answers without showing its reasoning. `terse_right` is the share of those verdict-only traces
-    (exactly, seeded) that name the right response: below 1, a teacher that guesses when it does not reason,
-    and its wrong guesses name the `rejected` response. Reasoned traces are always right; the pairs (images,
-    questions, answers) are the same for any setting.
+    often answers without showing its reasoning. `terse_verdicts` is what those verdicts name: "right" the
+    right response; "guess" a coin flip (exactly half, seeded, name the wrong one); "1" always Response 1, a
+    teacher with a position bias. A wrong verdict is stored as the pair with `chosen` and `rejected` swapped,
+    so the teacher's pick is always `chosen`. Reasoned traces are always right, and the images and questions
+    are the same for every setting.
     """
-    for option, share in (("terse_traces", terse_traces), ("terse_right", terse_right)):
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"{option} is a share, in [0, 1]; got {share}")
+    if not 0.0 <= terse_traces <= 1.0:
+        raise ValueError(f"terse_traces is a share of the pairs, in [0, 1]; got {terse_traces}")
+    if terse_verdicts not in TERSE_VERDICTS:
+        raise ValueError(f"terse_verdicts must be one of {list(TERSE_VERDICTS)}, got {terse_verdicts!r}")
     name, d = _difficulty(difficulty)
     terse = random.Random(f"terse-{seed}").sample(range(n), round(terse_traces * n))
-    guessed_wrong = set(random.Random(f"terse-wrong-{seed}").sample(terse, round((1 - terse_right) * len(terse))))
+    guessed_wrong = set(random.Random(f"terse-wrong-{seed}").sample(terse, len(terse) // 2))
     terse = set(terse)
     rng = random.Random(f"synthetic-{seed}")
     colours, shapes = list(COLOURS)[: d.colours], list(SHAPES)[: d.shapes]
@@ -289,8 +294,11 @@ def make_synthetic_pairs(
             source=f"synthetic-{name}",
         )
         label = labels[i]
-        if i in guessed_wrong:
-            pair.chosen, pair.rejected = pair.rejected, pair.chosen  # the verdict names the wrong response
+        if i in terse and terse_verdicts != "right":
+            wrong = i in guessed_wrong if terse_verdicts == "guess" else label != terse_verdicts
+            label = terse_verdicts if terse_verdicts != "guess" else label
+            if wrong:  # the teacher names the response the image contradicts
+                pair.chosen, pair.rejected = pair.rejected, pair.chosen
         if i in terse:
             pair.reasoning = terse_trace(label)
         else:
@@ -313,7 +321,8 @@ def synthetic_sft_dataset(
     difficulty: str | SyntheticDifficulty = "easy",
     *,
     terse_traces: float = 0.0,
-    terse_right: float = 1.0,
+    terse_verdicts: str = "right",
 ) -> datasets.Dataset:
     """SFT rows (messages with the rule-written `<think>..</think><answer>N</answer>`, images, label, ...)."""
-    return sft_dataset(make_synthetic_pairs(n, seed, difficulty, terse_traces=terse_traces, terse_right=terse_right))
+    return sft_dataset(make_synthetic_pairs(n, seed, difficulty, terse_traces=terse_traces,
+                                            terse_verdicts=terse_verdicts))  # fmt: skip
