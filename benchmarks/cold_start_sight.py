@@ -4,7 +4,7 @@
     python -m benchmarks.cold_start_sight --table [--name N]   # docs/demo.md's table
 
 For each arm (a set of `DemoPlan` overrides, as `stable-reinforce demo --set` takes them; by default the plan
-as it is, `sft_learning_rate=3e-3` and `sft_epochs=3`) and seed, trains the demo's tiny model and SFT stage
+as it is, the earlier plan's blind cold start and a teacher whose bare verdicts are right) and seed, trains the demo's tiny model and SFT stage
 only (into `outputs/cold_start_sight/<arm>/seed-S`; a finished run is read, not rerun), then samples 8 verdicts
 per order at temperature 1 on 64 held-out pairs of the demo's colour task and reads each trace: the share that
 reason ("The image shows a red circle."), the share of those that name the image's true colour (sight), the
@@ -26,7 +26,8 @@ from pathlib import Path
 from .common import RESULTS, write_result
 from .demo_seeds import parse_seeds
 
-ARMS = {"default": [], "sft_lr_3e-3": ["sft_learning_rate=3e-3"], "sft_epochs_3": ["sft_epochs=3"]}
+ARMS = {"default": [], "blind_1e-2": ["sft_learning_rate=1e-2", "terse_verdicts=right"],
+        "right_3e-3": ["terse_verdicts=right"]}  # fmt: skip
 SHOWS = re.compile(r"The image shows an? (\w+)")
 TRUTH = re.compile(r" is (\w+)\.$")  # the colour task's response: "The circle is red."
 
