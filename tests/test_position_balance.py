@@ -19,7 +19,7 @@ from stable_reinforce_trl.position_balance import (
 from stable_reinforce_trl.prompts import judge_messages, judge_text, swap_responses
 
 from .test_video_training import FRAMES, mixed_pairs  # noqa: F401  (a fixture)
-from .trl_helpers import colour_judge_dataset, verdict_reward
+from .trl_helpers import colour_judge_dataset, one_order_dataset, red_reading_judge, verdict_reward, zero_reward
 
 
 def test_swap_exchanges_the_responses_and_keeps_media_and_surrounding_text():
@@ -89,16 +89,6 @@ def _config(tmp_path, **overrides):
         "max_steps": 4, "logging_steps": 1, "report_to": "none", "save_strategy": "no", "use_cpu": True, "seed": 0,
         "log_completions": False, **overrides,
     })  # fmt: skip
-
-
-def one_order_dataset(n: int) -> Dataset:
-    """Judge rows whose better response is always first: the skew that teaches a position prior."""
-    rows = []
-    for i in range(n):
-        colour = ("red", "blue")[i % 2]
-        rows.append({"prompt": judge_messages(f"Colour {i}?", f"It is {colour}.", "It is green."),
-                     "images": [Image.new("RGB", (56, 56), colour)], "label": "1"})  # fmt: skip
-    return Dataset.from_list(rows)
 
 
 def text_dataset(n: int) -> Dataset:
@@ -174,24 +164,6 @@ def test_datasets_that_cannot_be_balanced_fail_before_training_or_warn(tiny_mode
                                          args=_config(tmp_path), train_dataset=plain)  # fmt: skip
     assert not trainer.position_balanced and len(trainer.train_dataset) == 4
     assert any("no 'label' column" in r.message for r in caplog.records)
-
-
-def red_reading_judge(prompts, trainer):
-    """TRL `rollout_func`: a judge that reads the pairs about red (names the red answer, in either order) and
-    names Response 1 on every other pair."""
-    tokenizer = trainer.processing_class.tokenizer
-    prompt_ids, _, _ = trainer._tokenize_prompts(prompts)
-    completion_ids = []
-    for prompt in prompts:
-        text = prompt[-1]["content"][-1]["text"]
-        verdict = 1 + (text.index("It is red.") > text.index("It is green.")) if "It is red." in text else 1
-        written = f"<think>Seen.</think><answer>{verdict}</answer>"
-        completion_ids.append(tokenizer.encode(written, add_special_tokens=False) + [tokenizer.eos_token_id])
-    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
-
-
-def zero_reward(completions, **columns):
-    return [0.0] * len(completions)
 
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])

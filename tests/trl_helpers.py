@@ -32,3 +32,31 @@ def verdict_reward(completions, label, **kwargs):
         text = completion[0]["content"] if isinstance(completion, list) else completion
         out.append(float(str(parse_verdict(text)) == lab) + 0.01 * (len(text) % 7))
     return out
+
+
+def one_order_dataset(n: int) -> Dataset:
+    """Judge rows whose better response is always first: the skew that teaches a position prior."""
+    rows = []
+    for i in range(n):
+        colour = ("red", "blue")[i % 2]
+        rows.append({"prompt": judge_messages(f"Colour {i}?", f"It is {colour}.", "It is green."),
+                     "images": [Image.new("RGB", (56, 56), colour)], "label": "1"})  # fmt: skip
+    return Dataset.from_list(rows)
+
+
+def red_reading_judge(prompts, trainer):
+    """TRL `rollout_func`: a judge that reads the pairs about red (names the red answer, in either order) and
+    names Response 1 on every other pair."""
+    tokenizer = trainer.processing_class.tokenizer
+    prompt_ids, _, _ = trainer._tokenize_prompts(prompts)
+    completion_ids = []
+    for prompt in prompts:
+        text = prompt[-1]["content"][-1]["text"]
+        verdict = 1 + (text.index("It is red.") > text.index("It is green.")) if "It is red." in text else 1
+        written = f"<think>Seen.</think><answer>{verdict}</answer>"
+        completion_ids.append(tokenizer.encode(written, add_special_tokens=False) + [tokenizer.eos_token_id])
+    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+
+def zero_reward(completions, **columns):
+    return [0.0] * len(completions)
