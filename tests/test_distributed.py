@@ -60,21 +60,23 @@ def test_two_processes_filter_with_global_statistics(tiny_model_dir, tmp_path):
 def test_two_processes_match_a_pairs_orders_for_order_consistency(tiny_model_dir, tmp_path):
     """`order_consistency_weight` pairs each rollout with its pair's other order over the global batch: a red
     pair (read right in both orders) earns 1 and a blue one (always "1") earns 0 wherever the two orders sit."""
-    result = accelerate_launch(2, ROOT / "tests/scripts/record_order_consistency.py", tiny_model_dir, str(tmp_path))
+    result = accelerate_launch(2, ROOT / "tests/scripts/record_advantages.py", tiny_model_dir, str(tmp_path),
+                               "--order-consistency")  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
-    ranks = [[json.loads(line) for line in (tmp_path / f"rollouts_rank{rank}.jsonl").open()] for rank in (0, 1)]
+    ranks = [[json.loads(line) for line in (tmp_path / f"advantages_rank{rank}.jsonl").open()] for rank in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) >= 1
     history = json.loads((tmp_path / "log_history.json").read_text())
     logged = [e["stable_reinforce/order_consistency"] for e in history if "stable_reinforce/order_consistency" in e]
     assert len(logged) == len(ranks[0])
     seen, straddling = set(), 0
     for r0, r1, consistency in zip(*ranks, logged):
-        texts, pairs, orders = (r0[k] + r1[k] for k in ("texts", "pairs", "orders"))
+        texts = [prompt[-1]["content"][-1]["text"] for prompt, _ in r0["rows"] + r1["rows"]]
+        orders = r0["orders"] + r1["orders"]
         assert sorted(orders) == [0] * (len(orders) // 2) + [1] * (len(orders) // 2)
         red = [("It is red." in text) for text in texts]
         assert consistency == pytest.approx(sum(red) / len(red))
         seen.update(red)
-        advantages = r0["advantages"] + r1["advantages"]
+        advantages = r0["local_advantages"] + r1["local_advantages"]
         if len(set(red)) == 2:  # red up, blue down, on both ranks
             assert all((a > 0) == is_red and (a < 0) != is_red for a, is_red in zip(advantages, red))
         else:  # one colour only: every rollout earns the same

@@ -1,6 +1,10 @@
-"""Run by `accelerate launch` in the tests: trains a few StableReinforce steps and records, per process,
-the gathered rewards, the local advantages and the rows (prompt, label) of each generation batch (one JSON
-line each)."""
+"""Run by `accelerate launch` in the tests: trains a few StableReinforce steps and records, per process, the
+gathered rewards, the local advantages, the rows (prompt, label) and each rollout's pair and order of each
+generation batch (one JSON line each).
+
+With `--order-consistency`: `order_consistency_weight=1` on `one_order_dataset`, judged by `red_reading_judge`
+(which reads only red pairs) with every other reward 0, and 3 prompts per process, so that some pair has one
+order on each process."""
 
 import json
 import os
@@ -9,7 +13,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from stable_reinforce_trl import StableReinforceConfig, StableReinforceTrainer  # noqa: E402
-from tests.trl_helpers import colour_judge_dataset, verdict_reward  # noqa: E402
+from tests.trl_helpers import (  # noqa: E402
+    colour_judge_dataset,
+    one_order_dataset,
+    red_reading_judge,
+    verdict_reward,
+    zero_reward,
+)
 
 
 class RecordingTrainer(StableReinforceTrainer):
@@ -26,6 +36,8 @@ class RecordingTrainer(StableReinforceTrainer):
             "rewards_per_func": self._recorded_rewards.tolist(),
             "local_advantages": output["advantages"].tolist(),
             "rows": self._recorded_rows,
+            "pairs": self._pair_keys[0],
+            "orders": self._pair_keys[1],
         }
         with open(os.path.join(self.args.output_dir, f"advantages_rank{self.accelerator.process_index}.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -34,12 +46,13 @@ class RecordingTrainer(StableReinforceTrainer):
 
 if __name__ == "__main__":
     model_dir, output_dir = sys.argv[1], sys.argv[2]
+    consistency = "--order-consistency" in sys.argv[3:]
     args = StableReinforceConfig(
         output_dir=output_dir,
-        per_device_train_batch_size=4,
-        num_generations=4,
+        per_device_train_batch_size=6 if consistency else 4,
+        num_generations=2 if consistency else 4,
         max_completion_length=8,
-        num_iterations=2,
+        num_iterations=1 if consistency else 2,
         max_steps=4,
         learning_rate=1e-3,
         logging_steps=1,
@@ -48,8 +61,14 @@ if __name__ == "__main__":
         use_cpu=True,
         seed=0,
         log_completions=False,
+        order_consistency_weight=1.0 if consistency else 0.0,
+        advantage_filter=not consistency,
     )
-    trainer = RecordingTrainer(model=model_dir, reward_funcs=verdict_reward, args=args, train_dataset=colour_judge_dataset(16))
+    if consistency:
+        data, reward, judge = dict(train_dataset=one_order_dataset(16)), zero_reward, red_reading_judge
+    else:
+        data, reward, judge = dict(train_dataset=colour_judge_dataset(16)), verdict_reward, None
+    trainer = RecordingTrainer(model=model_dir, reward_funcs=reward, args=args, rollout_func=judge, **data)
     trainer.train()
     if trainer.accelerator.is_main_process:
         with open(os.path.join(output_dir, "log_history.json"), "w") as f:
