@@ -114,9 +114,10 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
 
 
 ARMS = (("balanced (default)", "demo_seeds"), ("unbalanced (`position_balanced=false`)", "demo_seeds_unbalanced"))
-# The summary's last row: the plan before stop 36, whose cold start was blind (docs/demo.md). Not in the per-seed
+# The summary's last rows: the plan before stop 36, whose cold start was blind (docs/demo.md). Not in the per-seed
 # table, whose SFT column is the current plan's.
-EARLIER = ("balanced, the earlier blind cold start", "demo_seeds_blind_cold_start")
+EARLIER = (("balanced, the earlier blind cold start", "demo_seeds_blind_cold_start"),
+           ("unbalanced, the earlier blind cold start", "demo_seeds_unbalanced_blind_cold_start"))  # fmt: skip
 
 
 def _load(name: str) -> dict | None:
@@ -128,7 +129,7 @@ def summary_table() -> str:
     """The README's table: per arm, the median and the worst seed, from the committed JSON files."""
     rows = ["| rollouts | SFT, median | RL, median | RL - SFT, median | worst seed: SFT -> RL | seeds gaining >= 10 | "
             "RL below SFT | RL names Response 1 |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for arm, name in (*ARMS, EARLIER):
+    for arm, name in (*ARMS, *EARLIER):
         result = _load(name)
         if result is None:
             continue
