@@ -3,14 +3,15 @@
     python -m benchmarks.cold_start_sight [--seeds 0,5,8] [--jobs 2] [--arm NAME=FIELD=VALUE,...]...
     python -m benchmarks.cold_start_sight --table [--name N]   # docs/demo.md's table
 
-For each arm (a set of `DemoPlan` overrides, as `stable-reinforce demo --set` takes them; by default the plan
-as it is, the earlier plan's blind cold start and a teacher whose bare verdicts are right) and seed, trains the demo's tiny model and SFT stage
-only (into `outputs/cold_start_sight/<arm>/seed-S`; a finished run is read, not rerun), then samples 8 verdicts
-per order at temperature 1 on 64 held-out pairs of the demo's colour task and reads each trace: the share that
-reason ("The image shows a red circle."), the share of those that name the image's true colour (sight), the
-accuracy of reasoned verdicts, of reasoned verdicts that saw right, and of terse ones. A judge that names the
-colour at chance (0.5) has not learned to look; one that sees but answers terse at chance gains from RL only
-by moving to the reasoned trace. Writes `benchmarks/results/<--name>.json` (default `cold_start_sight`).
+For each arm (a set of `DemoPlan` overrides, as `stable-reinforce demo --set` takes them; by default the plan as
+it is, the earlier plan's blind cold start, and a teacher whose bare verdicts are right) and seed, trains the
+demo's tiny model and SFT stage only (into `outputs/cold_start_sight/<arm>/seed-S`; a finished run is read, not
+rerun), then samples 8 verdicts per order at temperature 1 on 64 held-out pairs of the demo's colour task and
+reads each trace: the share that reason ("The image shows a red circle."), the share of those that name the
+image's true colour (sight), the accuracy of reasoned verdicts, of reasoned verdicts that saw right, and of
+terse ones. A judge that names the colour at chance (0.5) has not learned to look; one that sees but answers
+terse at chance gains from RL only by moving to the reasoned trace. Writes `benchmarks/results/<--name>.json`
+(default `cold_start_sight`).
 """
 
 from __future__ import annotations

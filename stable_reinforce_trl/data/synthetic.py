@@ -294,12 +294,13 @@ def make_synthetic_pairs(
             source=f"synthetic-{name}",
         )
         label = labels[i]
-        if i in terse and terse_verdicts != "right":
-            wrong = i in guessed_wrong if terse_verdicts == "guess" else label != terse_verdicts
-            label = terse_verdicts if terse_verdicts != "guess" else label
-            if wrong:  # the teacher names the response the image contradicts
-                pair.chosen, pair.rejected = pair.rejected, pair.chosen
         if i in terse:
+            if terse_verdicts == "guess" and i in guessed_wrong:
+                pair.chosen, pair.rejected = pair.rejected, pair.chosen  # names the response the image contradicts
+            elif terse_verdicts == "1":  # Response 1, wherever the truth sits: wrong when it sits second
+                if label != "1":
+                    pair.chosen, pair.rejected = pair.rejected, pair.chosen
+                label = "1"
             pair.reasoning = terse_trace(label)
         else:
             pair.reasoning = synthetic_trace(scene.fact, *pair.responses(label), label)
