@@ -515,6 +515,13 @@ def test_dataset_name_synthetic_spec(recipe_modules):
     assert all("Response 1 says" in target(row) for row in split["test"])
     with pytest.raises(ValueError, match="synthetic_terse_traces"):
         judge_datasets.load_recipe_dataset(replace(terse, synthetic_terse_traces=1.5), "sft")
+    # The demo's teacher: its verdict-only traces all name Response 1, right where the truth sits first.
+    biased = judge_datasets.load_recipe_dataset(replace(terse, synthetic_terse_verdicts="1"), "sft")["train"]
+    bare = [row for row in biased if target(row).startswith("<think>So Response")]
+    assert len(bare) == 8 and all(target(row).endswith("<answer>1</answer>") for row in bare)
+    assert {row["label"] for row in bare} == {"1"}
+    with pytest.raises(ValueError, match="synthetic_terse_verdicts must be one of"):
+        judge_datasets.load_recipe_dataset(replace(terse, synthetic_terse_verdicts="2"), "sft")
 
 
 def test_dataset_name_files_in_judge_or_pairs_form(recipe_modules, tmp_path):

@@ -18,7 +18,11 @@ import datasets
 from trl import ScriptArguments
 
 from stable_reinforce_trl.data import sft_dataset, synthetic_judge_dataset, synthetic_sft_dataset
-from stable_reinforce_trl.data.synthetic import SYNTHETIC_PREFIX, parse_synthetic  # noqa: F401 - re-exported
+from stable_reinforce_trl.data.synthetic import (  # noqa: F401 - SYNTHETIC_PREFIX re-exported
+    SYNTHETIC_PREFIX,
+    TERSE_VERDICTS,
+    parse_synthetic,
+)
 from stable_reinforce_trl.data.loaders import FORMATS, collect_pairs
 from stable_reinforce_trl.data.pairs import judge_dataset
 from stable_reinforce_trl.data.validation import InvalidRowsError, OptionError, RowContext, SkipReport
@@ -43,6 +47,9 @@ class JudgeScriptArguments(ScriptArguments):
         synthetic_terse_traces (`float`, *optional*, defaults to `0.0`):
             For `synthetic:N` SFT data: the share of traces that give only the verdict, as a teacher that often
             skips its reasoning does (the demo's and the tiny recipe's cold start).
+        synthetic_terse_verdicts (`str`, *optional*, defaults to `"right"`):
+            What those verdict-only traces name: `right`, `guess` (a coin flip) or `1` (always Response 1, a
+            position-biased teacher, as the demo's).
     """
 
     dataset_name: str | None = field(
@@ -62,6 +69,10 @@ class JudgeScriptArguments(ScriptArguments):
     frames_as_images: bool = field(default=False, metadata={"help": "Send video frames as images."})
     synthetic_terse_traces: float = field(
         default=0.0, metadata={"help": "synthetic:N SFT data: share of traces that give only the verdict."}
+    )
+    synthetic_terse_verdicts: str = field(
+        default="right",
+        metadata={"help": "synthetic:N SFT data: what verdict-only traces name.", "choices": list(TERSE_VERDICTS)},
     )
 
 
@@ -189,8 +200,12 @@ def load_recipe_dataset(args: JudgeScriptArguments, kind: str, *, label_column: 
         if not 0.0 <= args.synthetic_terse_traces <= 1.0:
             raise OptionError(f"synthetic_terse_traces is a share of the traces, in [0, 1]; got "
                               f"{args.synthetic_terse_traces}")  # fmt: skip
+        if args.synthetic_terse_verdicts not in TERSE_VERDICTS:
+            raise OptionError(f"synthetic_terse_verdicts must be one of {list(TERSE_VERDICTS)}; got "
+                              f"{args.synthetic_terse_verdicts!r}")  # fmt: skip
         make = synthetic_sft_dataset if kind == "sft" else synthetic_judge_dataset
-        terse = {"terse_traces": args.synthetic_terse_traces} if kind == "sft" else {}  # the train split only
+        terse = {"terse_traces": args.synthetic_terse_traces, "terse_verdicts": args.synthetic_terse_verdicts}
+        terse = terse if kind == "sft" else {}  # the train split only
         return datasets.DatasetDict(
             {
                 args.dataset_train_split: make(n, data_seed, difficulty, **terse),

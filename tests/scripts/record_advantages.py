@@ -39,7 +39,8 @@ class RecordingTrainer(StableReinforceTrainer):
             "pairs": self._pair_keys[0],
             "orders": self._pair_keys[1],
         }
-        with open(os.path.join(self.args.output_dir, f"advantages_rank{self.accelerator.process_index}.jsonl"), "a") as f:
+        path = os.path.join(self.args.output_dir, f"advantages_rank{self.accelerator.process_index}.jsonl")
+        with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
         return output
 
