@@ -79,7 +79,8 @@ def test_trainer_trains_a_mixed_batch_on_native_video(mixed_pairs, tiny_model_di
     )
     with caplog.at_level("WARNING", logger="stable_reinforce_trl.video"):
         trainer.train()
-    handle.remove(), timing.remove()
+    handle.remove()
+    timing.remove()
     assert [e["step"] for e in trainer.state.log_history if "loss" in e] == [1, 2]
     assert (2, 4, 4) in seen and (1, 4, 4) in seen  # the video (4 frames, 2 temporal patches) and the image
     # 2 frames a patch at FRAME_RATE; transformers' default for frames without metadata would be 24 fps.

@@ -66,10 +66,11 @@ if __name__ == "__main__":
         advantage_filter=not consistency,
     )
     if consistency:
-        data, reward, judge = dict(train_dataset=one_order_dataset(16)), zero_reward, red_reading_judge
+        dataset, reward, judge = one_order_dataset(16), zero_reward, red_reading_judge
     else:
-        data, reward, judge = dict(train_dataset=colour_judge_dataset(16)), verdict_reward, None
-    trainer = RecordingTrainer(model=model_dir, reward_funcs=reward, args=args, rollout_func=judge, **data)
+        dataset, reward, judge = colour_judge_dataset(16), verdict_reward, None
+    trainer = RecordingTrainer(model=model_dir, reward_funcs=reward, args=args, train_dataset=dataset,
+                               rollout_func=judge)  # fmt: skip
     trainer.train()
     if trainer.accelerator.is_main_process:
         with open(os.path.join(output_dir, "log_history.json"), "w") as f:
