@@ -99,7 +99,14 @@ def _parse_overrides(items: list[str], defaults: dict, flag: str) -> dict:
 
 def with_overrides(plan: DemoPlan, overrides: list[str]) -> DemoPlan:
     """`["rl_steps=200", "rl_learning_rate=1e-4"]` applied to a plan, each value cast to its field's type."""
-    return replace(plan, **_parse_overrides(overrides, asdict(plan), "--set"))
+    from .data.synthetic import check_teacher
+
+    plan = replace(plan, **_parse_overrides(overrides, asdict(plan), "--set"))
+    try:  # the data's own checks, before any stage runs: not after the base model's evaluation
+        check_teacher(plan.difficulty, plan.terse_traces, plan.terse_verdicts)
+    except ValueError as error:
+        raise SystemExit(f"--set {' '.join(overrides)}: {error}") from None
+    return plan
 
 
 def rl_config_overrides(overrides: list[str]) -> dict:

@@ -70,6 +70,11 @@ def test_set_overrides_plan_fields_with_their_types():
         with_overrides(DemoPlan(), ["rl_step=7"])
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         with_overrides(DemoPlan(), ["rl_steps"])
+    # A value the data cannot take is refused with the setting's own message, before any stage runs.
+    with pytest.raises(SystemExit, match="terse_verdicts must be one of"):
+        with_overrides(DemoPlan(), ["terse_verdicts=2"])
+    with pytest.raises(SystemExit, match="difficulty must be one of"):
+        with_overrides(DemoPlan(), ["difficulty=impossible"])
 
 
 def test_rl_set_overrides_trainer_config_fields_with_their_types():

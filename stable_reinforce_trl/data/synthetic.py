@@ -232,6 +232,17 @@ def _difficulty(difficulty: str | SyntheticDifficulty) -> tuple[str, SyntheticDi
     return difficulty, DIFFICULTIES[difficulty]
 
 
+def check_teacher(
+    difficulty: str | SyntheticDifficulty, terse_traces: float, terse_verdicts: str
+) -> tuple[str, SyntheticDifficulty]:
+    """`make_synthetic_pairs`' settings checked (ValueError naming the setting); the difficulty's name and spec."""
+    if not 0.0 <= terse_traces <= 1.0:
+        raise ValueError(f"terse_traces is a share of the pairs, in [0, 1]; got {terse_traces}")
+    if terse_verdicts not in TERSE_VERDICTS:
+        raise ValueError(f"terse_verdicts must be one of {list(TERSE_VERDICTS)}, got {terse_verdicts!r}")
+    return _difficulty(difficulty)
+
+
 def parse_synthetic(name: str) -> tuple[int, str, int] | None:
     """`synthetic:N[:difficulty[:seed]]` -> (N, difficulty, seed); None for any other name."""
     if not name.startswith(SYNTHETIC_PREFIX):
@@ -269,11 +280,7 @@ def make_synthetic_pairs(
     so the teacher's pick is always `chosen`. Reasoned traces are always right, and the images and questions
     are the same for every setting.
     """
-    if not 0.0 <= terse_traces <= 1.0:
-        raise ValueError(f"terse_traces is a share of the pairs, in [0, 1]; got {terse_traces}")
-    if terse_verdicts not in TERSE_VERDICTS:
-        raise ValueError(f"terse_verdicts must be one of {list(TERSE_VERDICTS)}, got {terse_verdicts!r}")
-    name, d = _difficulty(difficulty)
+    name, d = check_teacher(difficulty, terse_traces, terse_verdicts)
     terse = random.Random(f"terse-{seed}").sample(range(n), round(terse_traces * n))
     guessed_wrong = set(random.Random(f"terse-wrong-{seed}").sample(terse, len(terse) // 2))
     terse = set(terse)
